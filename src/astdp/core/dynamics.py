@@ -1,0 +1,65 @@
+"""Relaxation dynamics of the two networks: eq (1), (2), (5) and momentum inference eq (19)-(20).
+
+For every neuron ``i`` of each network (net_s: ``s[0]``, net_l: ``s[1]``):
+
+    R_i(s)  = rho'(s_i) * ( sum_j W[i, j] rho(s_j) + b_i )                    (2)
+    f_i     = R_i(s) - s_i + beta_i * (t_i - s_i)                              (1) + (5)
+    s_i    <- s_i + eps * f_i                                                  plain Euler step
+    v_i    <- m_v * f_i + (1 - m_v) * v_i ;  s_i <- s_i + eps * v_i            momentum (19)-(20)
+
+``beta_i`` is zero for neurons without a target. ``eps`` and ``beta`` differ between the networks
+(eps_s, eps_l; beta_s < beta_l). With ``m_v = 1`` momentum is exactly eq (1).
+Targets act on states ``s`` (not on ``rho(s)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from astdp.core import activations
+
+
+def _pair(x, name: str) -> tuple[float, float]:
+    x = tuple(float(v) for v in x)
+    if len(x) != 2:
+        raise ValueError(f"{name} must be a pair [small-beta net, large-beta net], got {x}")
+    return x  # type: ignore[return-value]
+
+
+@dataclass
+class Dynamics:
+    activation: str = "sigmoid4_centered"  # rho, eq (2)
+    eps: tuple[float, float] = (0.5, 0.4)  # step size of (net_s, net_l), eq (1), in (0, 1]
+    beta: tuple[float, float] = (0.4, 0.5)  # nudging (beta_s, beta_l) of visible targets, eq (5)
+    beta_input: tuple[float, float] | None = None  # override for input neurons (None: beta)
+    beta_output: tuple[float, float] | None = None  # override for output neurons (None: beta)
+    momentum: float = 1.0  # inertia m_v of eq (20), in (0, 1]; 1 = plain eq (1)
+    init_scale: float = 0.1  # initial states ~ U(-init_scale, init_scale)
+
+    def __post_init__(self) -> None:
+        self.eps = _pair(self.eps, "model.eps")
+        self.beta = _pair(self.beta, "model.beta")
+        if self.beta_input is not None:
+            self.beta_input = _pair(self.beta_input, "model.beta_input")
+        if self.beta_output is not None:
+            self.beta_output = _pair(self.beta_output, "model.beta_output")
+        activations.get(self.activation)
+        for e in self.eps:
+            if not 0.0 < e <= 1.0:
+                raise ValueError(f"model.eps must lie in (0, 1], got {list(self.eps)}")
+        for name, b in (("model.beta", self.beta), ("model.beta_input", self.beta_input),
+                        ("model.beta_output", self.beta_output)):
+            if b is not None and (min(b) < 0 or b[0] > b[1]):
+                raise ValueError(f"{name} must satisfy 0 <= beta_small <= beta_large, got {list(b)}")
+        if not 0.0 < self.momentum <= 1.0:
+            raise ValueError(f"model.momentum must lie in (0, 1] (1 = no momentum), got {self.momentum}")
+        if self.init_scale < 0:
+            raise ValueError(f"model.init_scale must be >= 0, got {self.init_scale}")
+
+    @property
+    def input_beta(self) -> tuple[float, float]:
+        return self.beta_input or self.beta
+
+    @property
+    def output_beta(self) -> tuple[float, float]:
+        return self.beta_output or self.beta

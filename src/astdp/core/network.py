@@ -1,0 +1,230 @@
+"""Topology and parameters of the continuous Hopfield network (CHNN), stored as connected blocks.
+
+Neurons are laid out in one state vector, layer after layer:
+
+    [ input (n_in) | hidden_1 | ... | hidden_L | output (n_out) ]
+
+Layer ``i`` receives from its neighbours ``i-1`` and ``i+1`` and, for hidden layers with
+``lateral=True``, from itself (self-connections excluded, §3.1.1). With the single hidden layer
+of §3.1.1 this is exactly "visible <-> hidden both ways, hidden <-> hidden, no visible <-> visible".
+
+Weights follow the paper's convention ``W[i, j]`` = weight *from* ``j`` *to* ``i``. Each receiving
+layer owns one matrix per *contiguous span* of sending neurons, so a hidden layer with lateral
+connections reads ``[h_{k-1} | h_k | h_{k+1}]`` with one GEMM, and nothing is stored for pairs
+that are not connected (no dense N x N matrix, no masks except the lateral diagonal).
+
+Initialisation (§3.1): ``W[i, j] ~ U(-x, x)``, ``x = sqrt(6 / fan_in(i))``, with independent draws
+for ``W[i, j]`` and ``W[j, i]`` (the weights are asymmetric and never symmetrised). Biases are zero
+by default (``bias_init="uniform"`` draws them like the weights).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class Block:
+    """Weights into layer ``post`` from the state slice ``[lo, hi)`` (one or more whole layers)."""
+
+    post: int
+    lo: int
+    hi: int
+    lateral_offset: int | None  # column where post's own (lateral) square starts, if inside [lo, hi)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Layer sizes ``[n_in, *hidden, n_out]`` and which layers connect.
+
+    ``lateral``: hidden layers connect to themselves (default: only for a single hidden layer,
+    as §3.1.1 describes; deep nets have none unless asked).
+    """
+
+    sizes: tuple[int, ...]
+    lateral: bool
+
+    @classmethod
+    def build(cls, n_in: int, hidden: list[int] | tuple[int, ...], n_out: int, lateral: bool | None = None) -> Topology:
+        hidden = tuple(int(h) for h in hidden)
+        if not hidden:
+            raise ValueError("depth.hidden must list at least one hidden layer size")
+        if min((n_in, n_out, *hidden)) <= 0:
+            raise ValueError(f"layer sizes must be positive, got {(n_in, *hidden, n_out)}")
+        if lateral is None:
+            lateral = len(hidden) == 1
+        return cls(sizes=(int(n_in), *hidden, int(n_out)), lateral=bool(lateral))
+
+    # -- layout ---------------------------------------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def n(self) -> int:
+        return sum(self.sizes)
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        out, acc = [], 0
+        for size in self.sizes:
+            out.append(acc)
+            acc += size
+        return tuple(out)
+
+    def slice(self, layer: int) -> slice:
+        lo = self.offsets[layer]
+        return slice(lo, lo + self.sizes[layer])
+
+    @property
+    def input_layer(self) -> int:
+        return 0
+
+    @property
+    def output_layer(self) -> int:
+        return self.n_layers - 1
+
+    @property
+    def hidden_layers(self) -> range:
+        return range(1, self.n_layers - 1)
+
+    @property
+    def hidden_slice(self) -> slice:
+        """Hidden neurons are contiguous: between input and output."""
+        return slice(self.sizes[0], self.n - self.sizes[-1])
+
+    def senders(self, layer: int) -> list[int]:
+        """Layers that send to ``layer``, in state order."""
+        out = []
+        if layer > 0:
+            out.append(layer - 1)
+        if self.lateral and layer in self.hidden_layers:
+            out.append(layer)
+        if layer < self.n_layers - 1:
+            out.append(layer + 1)
+        return out
+
+    @property
+    def blocks(self) -> tuple[Block, ...]:
+        """One block per contiguous run of sending layers, for every receiving layer."""
+        blocks = []
+        for post in range(self.n_layers):
+            runs: list[list[int]] = []
+            for pre in self.senders(post):
+                if runs and runs[-1][-1] == pre - 1:
+                    runs[-1].append(pre)
+                else:
+                    runs.append([pre])
+            for run in runs:
+                lo = self.offsets[run[0]]
+                hi = self.offsets[run[-1]] + self.sizes[run[-1]]
+                lateral = self.offsets[post] - lo if post in run else None
+                blocks.append(Block(post=post, lo=lo, hi=hi, lateral_offset=lateral))
+        return tuple(blocks)
+
+    def fan_in(self, layer: int) -> int:
+        return sum(self.sizes[p] for p in self.senders(layer)) - (1 if self.lateral and layer in self.hidden_layers else 0)
+
+    def connected_mask(self) -> torch.Tensor:
+        """Dense (N, N) boolean mask of connected pairs ``[i, j]``; for tests and diagnostics only."""
+        mask = torch.zeros(self.n, self.n, dtype=torch.bool)
+        for blk in self.blocks:
+            rows = self.slice(blk.post)
+            mask[rows, blk.lo : blk.hi] = True
+        mask.fill_diagonal_(False)
+        return mask
+
+    def n_connections(self) -> int:
+        return int(self.connected_mask().sum())
+
+
+@dataclass
+class Network:
+    """Weights (one tensor per block) and biases (one tensor per layer) shared by net_s and net_l."""
+
+    topology: Topology
+    weights: list[torch.Tensor]  # weights[k]: (n_post, hi - lo) for topology.blocks[k]
+    biases: list[torch.Tensor]  # biases[l]: (n_l,)
+    frozen: set[int] = field(default_factory=set)  # block indices that do not learn
+    frozen_bias: set[int] = field(default_factory=set)  # layer indices whose bias does not learn
+
+    @classmethod
+    def init(
+        cls,
+        topology: Topology,
+        generator: torch.Generator | None = None,
+        bias_init: str = "zero",
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> Network:
+        if bias_init not in ("zero", "uniform"):
+            raise ValueError(f"model.bias_init must be 'zero' or 'uniform', got {bias_init!r}")
+        weights = []
+        for blk in topology.blocks:
+            bound = math.sqrt(6.0 / topology.fan_in(blk.post))
+            w = (torch.rand(topology.sizes[blk.post], blk.hi - blk.lo, generator=generator, dtype=dtype) * 2 - 1) * bound
+            weights.append(w.to(device))
+        biases = []
+        for layer, size in enumerate(topology.sizes):
+            if bias_init == "zero":
+                b = torch.zeros(size, dtype=dtype)
+            else:
+                bound = math.sqrt(6.0 / topology.fan_in(layer))
+                b = (torch.rand(size, generator=generator, dtype=dtype) * 2 - 1) * bound
+            biases.append(b.to(device))
+        net = cls(topology, weights, biases)
+        net.zero_self_connections()
+        return net
+
+    def zero_self_connections(self) -> None:
+        for blk, w in zip(self.topology.blocks, self.weights):
+            if blk.lateral_offset is not None:
+                n = self.topology.sizes[blk.post]
+                w[:, blk.lateral_offset : blk.lateral_offset + n].diagonal().zero_()
+
+    def reinit_block(self, k: int, generator: torch.Generator | None = None) -> None:
+        blk = self.topology.blocks[k]
+        bound = math.sqrt(6.0 / self.topology.fan_in(blk.post))
+        w = self.weights[k]
+        w.copy_((torch.rand(w.shape, generator=generator, dtype=w.dtype) * 2 - 1).to(w.device) * bound)
+        self.zero_self_connections()
+
+    def blocks_touching(self, layer: int) -> list[int]:
+        """Indices of blocks into or out of ``layer``."""
+        t = self.topology
+        lo, hi = t.offsets[layer], t.offsets[layer] + t.sizes[layer]
+        return [k for k, b in enumerate(t.blocks) if b.post == layer or (b.lo < hi and lo < b.hi)]
+
+    # -- views for tests, reports and checkpoints -------------------------------------------------
+    def dense(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Dense ``W`` (N, N) with zeros where unconnected, and ``b`` (N,)."""
+        t = self.topology
+        w_dense = torch.zeros(t.n, t.n, dtype=self.weights[0].dtype, device=self.weights[0].device)
+        for blk, w in zip(t.blocks, self.weights):
+            w_dense[t.slice(blk.post), blk.lo : blk.hi] = w
+        return w_dense, torch.cat(self.biases)
+
+    def symmetry_index(self) -> float:
+        """Cosine between ``W[i, j]`` and ``W[j, i]`` over connected pairs (§4.2): 1 = symmetric."""
+        w, _ = self.dense()
+        mask = self.topology.connected_mask().to(w.device)
+        a, b = w[mask], w.t()[mask]
+        return float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-12))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        out = {f"W{k}": w for k, w in enumerate(self.weights)}
+        out.update({f"b{l}": b for l, b in enumerate(self.biases)})
+        return out
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for k, w in enumerate(self.weights):
+            w.copy_(state[f"W{k}"])
+        for l, b in enumerate(self.biases):
+            b.copy_(state[f"b{l}"])
+
+    def clone(self) -> Network:
+        return Network(self.topology, [w.clone() for w in self.weights], [b.clone() for b in self.biases],
+                       set(self.frozen), set(self.frozen_bias))

@@ -1,0 +1,74 @@
+"""Build a :class:`~astdp.system.System` from plain config mappings (no Hydra import here).
+
+``model`` (dynamics, plasticity, fake targets, readout), ``learner`` (schedule and rate) and
+``depth`` (hidden layer sizes) are the dicts of the same-named config groups; validation happens
+in the dataclasses they feed, so a bad value fails here, before any data loads.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+
+from astdp.core.dynamics import Dynamics
+from astdp.core.engine import FakeTargets
+from astdp.core.network import Topology
+from astdp.core.plasticity import Plasticity
+from astdp.learners import LEARNERS
+from astdp.system import System
+
+DYNAMICS_KEYS = ("activation", "eps", "beta", "beta_input", "beta_output", "momentum", "init_scale")
+LEARNER_KEYS = ("steps", "input_low", "input_high", "label_low", "label_high")
+LEARNER_EXTRA = {
+    "supervised": ("free_steps",),
+    "self_supervised": ("free_steps", "square", "cover_value", "stage"),
+    "unsupervised": (),
+    "generation": (),
+}
+
+
+def _pick(cfg: Mapping[str, Any], keys) -> dict[str, Any]:
+    return {k: cfg[k] for k in keys if cfg.get(k) is not None}
+
+
+def build_topology(depth: Mapping[str, Any], n_in: int, n_out: int) -> Topology:
+    return Topology.build(n_in, list(depth["hidden"]), n_out, depth.get("lateral"))
+
+
+def build_dynamics(model: Mapping[str, Any]) -> Dynamics:
+    return Dynamics(**_pick(model, DYNAMICS_KEYS))
+
+
+def build_fake(model: Mapping[str, Any]) -> FakeTargets:
+    fake = dict(model.get("fake_target") or {})
+    if fake.get("beta") is not None:
+        fake["beta"] = tuple(fake["beta"])
+    return FakeTargets(**fake)
+
+
+def build_system(
+    model: Mapping[str, Any],
+    learner: Mapping[str, Any],
+    depth: Mapping[str, Any],
+    n_in: int,
+    n_out: int,
+    batch_size: int,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    image_size: int | None = None,
+) -> System:
+    name = learner["name"]
+    if name not in LEARNERS:
+        raise ValueError(f"learner.name must be one of {sorted(LEARNERS)}, got {name!r}")
+    topology = build_topology(depth, n_in, n_out)
+    dynamics = build_dynamics(model)
+    plasticity = Plasticity(alpha=float(learner.get("alpha", 1e-4)), reduction=model.get("reduction", "sum"),
+                            smoothing=float(model.get("smoothing", 0.0)))
+    kwargs = _pick(learner, LEARNER_KEYS + LEARNER_EXTRA[name])
+    if name == "self_supervised":
+        kwargs["image_size"] = image_size or int(round(n_in ** 0.5))
+        kwargs["generator"] = torch.Generator().manual_seed(seed + 1)
+    learner_obj = LEARNERS[name](topology, dynamics, **kwargs)
+    return System(topology, dynamics, plasticity, build_fake(model), learner_obj, batch_size, seed=seed,
+                  readout=model.get("readout", "l"), infer_fake=bool(model.get("infer_fake", False)), device=device)

@@ -1,0 +1,78 @@
+"""Self-supervised learning (§2.3.3, §3.1.1).
+
+Stage ``pretrain``: images only. A ``square`` x ``square`` patch at a random position is covered;
+the covered pixels are the "outputs" of Algorithm 2: free (or, with ``cover_value`` set, pulled to
+that gray level) for ``free_steps``, then targeted with their true values. The label layer takes
+no part (its blocks are zero and frozen).
+
+Stage ``readout``: input->hidden and hidden->hidden weights are frozen; the output blocks are
+initialised and trained with plain Algorithm 2 (:class:`~astdp.learners.supervised.Supervised`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from astdp.core.engine import Phase, Target, beta_tensor
+from astdp.core.network import Network
+from astdp.learners.supervised import Supervised
+
+
+class SelfSupervised(Supervised):
+    name = "self_supervised"
+
+    def __init__(self, *args, square: int = 10, image_size: int = 28, cover_value: float | None = None,
+                 stage: str = "pretrain", generator: torch.Generator | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if stage not in ("pretrain", "readout"):
+            raise ValueError(f"learner.stage must be 'pretrain' or 'readout', got {stage!r}")
+        if not 0 < square <= image_size:
+            raise ValueError(f"learner.square must lie in (0, {image_size}], got {square}")
+        self.square, self.image_size, self.cover_value = int(square), int(image_size), cover_value
+        self.stage = stage
+        self.generator = generator
+
+    def prepare(self, net: Network) -> None:
+        """Freeze what this stage must not learn (call once before training)."""
+        out_layer = self.topology.output_layer
+        out_blocks = set(net.blocks_touching(out_layer))
+        if self.stage == "pretrain":
+            for k in out_blocks:
+                net.weights[k].zero_()
+            net.biases[out_layer].zero_()
+            net.frozen = set(out_blocks)
+            net.frozen_bias = {out_layer}
+        else:
+            net.frozen = set(range(len(net.weights))) - out_blocks
+            net.frozen_bias = set(range(self.topology.n_layers)) - {out_layer}
+
+    def cover_mask(self, batch: int, device) -> torch.Tensor:
+        """(B, H*W) boolean: True under the square."""
+        size, sq = self.image_size, self.square
+        r = torch.randint(0, size - sq + 1, (batch,), generator=self.generator)
+        c = torch.randint(0, size - sq + 1, (batch,), generator=self.generator)
+        rows = torch.arange(size).view(1, size, 1)
+        cols = torch.arange(size).view(1, 1, size)
+        m = ((rows >= r.view(-1, 1, 1)) & (rows < (r + sq).view(-1, 1, 1))
+             & (cols >= c.view(-1, 1, 1)) & (cols < (c + sq).view(-1, 1, 1)))
+        return m.view(batch, -1).to(device)
+
+    def phases(self, x, y):
+        if self.stage == "readout":
+            return super().phases(x, y)
+        clamped = self.input_target(x)
+        covered = self.cover_mask(x.shape[0], x.device).to(x.dtype)  # (B, n_in)
+        free_beta = clamped.beta * (1.0 - covered)
+        value = clamped.value
+        if self.cover_value is not None:
+            value = torch.where(covered.bool(), torch.full_like(value, self.cover_value), value)
+            free_beta = clamped.beta.expand(2, *covered.shape)
+        free = Target(clamped.layer, value, free_beta)
+        out = [Phase(self.free_steps, [free])] if self.free_steps else []
+        return out + [Phase(self.steps - self.free_steps, [clamped])]
+
+    def inpaint_phases(self, x: torch.Tensor, covered: torch.Tensor) -> list[Phase]:
+        """Testing the pretext task: uncovered pixels clamped, covered ones free, no learning."""
+        t = self.input_target(x)
+        beta = beta_tensor(self.dynamics.input_beta, x) * (1.0 - covered.to(x.dtype))
+        return [Phase(self.steps, [Target(t.layer, t.value, beta)], learn=False)]

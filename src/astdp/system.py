@@ -1,0 +1,74 @@
+"""A trained aSTDP system in plain torch: one network, a learner, and the persistent states.
+
+``train_state`` holds one two-network state per batch slot, carried from sample to sample for the
+whole run; ``eval_state`` does the same for testing so that evaluation never disturbs training.
+The harness (Lightning) keeps these tensors in buffers; scripts and tests use this class directly.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from astdp.core.dynamics import Dynamics
+from astdp.core.engine import FakeTargets, Relaxer, RunStats
+from astdp.core.network import Network, Topology
+from astdp.core.plasticity import Plasticity
+from astdp.core.state import State
+from astdp.learners.base import Learner
+
+READOUTS = {"s": 0, "l": 1}
+
+
+class System:
+    def __init__(
+        self,
+        topology: Topology,
+        dynamics: Dynamics,
+        plasticity: Plasticity,
+        fake: FakeTargets,
+        learner: Learner,
+        batch_size: int,
+        seed: int = 0,
+        readout: str = "l",
+        infer_fake: bool = False,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if readout not in READOUTS:
+            raise ValueError(f"model.readout must be one of {sorted(READOUTS)}, got {readout!r}")
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        self.topology, self.dynamics, self.learner = topology, dynamics, learner
+        self.batch_size, self.readout, self.infer_fake = batch_size, READOUTS[readout], infer_fake
+        self.generator = torch.Generator().manual_seed(seed)
+        self.net = Network.init(topology, generator=self.generator, dtype=dtype, device=device)
+        device_gen = self.generator if torch.device(device).type == "cpu" else torch.Generator(device).manual_seed(seed)
+        self.relaxer = Relaxer(self.net, dynamics, plasticity, fake, generator=device_gen)
+        self.train_state = self.new_state()
+        self.eval_state = self.new_state()
+        if hasattr(learner, "prepare"):
+            learner.prepare(self.net)
+
+    def new_state(self, batch: int | None = None) -> State:
+        w = self.net.weights[0]
+        return State.init(self.topology.n, batch or self.batch_size, self.dynamics.init_scale,
+                          generator=self.generator, dtype=w.dtype, device=w.device)
+
+    def train_batch(self, x: torch.Tensor, y: torch.Tensor | None) -> RunStats:
+        state = self.train_state.slots(x.shape[0])
+        return self.relaxer.run(state, self.learner.phases(x, y))
+
+    def output(self, state: State) -> torch.Tensor:
+        return state.s[self.readout][:, self.topology.slice(self.topology.output_layer)]
+
+    def infer(self, x: torch.Tensor, steps: int | None = None, tol: float = 1e-3,
+              stop_when_converged: bool = False, state: State | None = None) -> tuple[torch.Tensor, RunStats]:
+        """Testing: learning rate zero, inputs clamped. Returns (output states (B, n_out), stats)."""
+        state = (state or self.eval_state).slots(x.shape[0])
+        stats = self.relaxer.run(state, self.learner.test_phases(x, steps), alpha=0.0, fake_on=self.infer_fake,
+                                 track_tol=tol, stop_when_converged=stop_when_converged)
+        return self.output(state), stats
+
+    def predict(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        out, _ = self.infer(x, steps)
+        return out.argmax(dim=1)
