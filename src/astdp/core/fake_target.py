@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 RULES = ("algorithm1", "eq18")
+DZ_FLOOR = 1e-9  # |dz| at or below this is rounding noise, not a signal
 
 
 def update_running_mean(dzm: torch.Tensor, dz: torch.Tensor, m: float) -> torch.Tensor:
@@ -22,12 +23,18 @@ def update_running_mean(dzm: torch.Tensor, dz: torch.Tensor, m: float) -> torch.
     return dzm.mul_(m).add_(dz.abs(), alpha=1.0 - m)
 
 
-def fire(dz: torch.Tensor, dzm: torch.Tensor, u: torch.Tensor, k: float, rule: str = "algorithm1") -> torch.Tensor:
-    """Boolean (B, N_hidden): which fake targets act this step."""
+def fire(dz: torch.Tensor, dzm: torch.Tensor, u: torch.Tensor, k: float, rule: str = "algorithm1",
+         floor: float = DZ_FLOOR) -> torch.Tensor:
+    """Boolean (B, N_hidden): which fake targets act this step.
+
+    ``|dz| <= floor`` never fires: a difference at rounding level between two identical networks
+    is no signal, and firing on it would amplify it to ``t_c``.
+    """
+    significant = dz.abs() > floor
     if rule == "algorithm1":
-        return dz.abs() > u * k * dzm
+        return (dz.abs() > u * k * dzm) & significant
     if rule == "eq18":
-        return u * dzm < k * dz.abs()
+        return (u * dzm < k * dz.abs()) & significant
     raise ValueError(f"model.fake_target.rule must be one of {RULES}, got {rule!r}")
 
 

@@ -1,0 +1,187 @@
+"""Equation-level checks of the core on tiny nets, against hand computation (float64)."""
+
+import math
+
+import torch
+
+from astdp.core import fake_target
+from astdp.core.dynamics import Dynamics
+from astdp.core.engine import FakeTargets, Phase, Relaxer, Target, beta_tensor
+from astdp.core.network import Network, Topology
+from astdp.core.plasticity import Plasticity
+from astdp.core.state import State
+from astdp.factory import build_system
+
+D = torch.float64
+
+
+def tiny(lateral=True, hidden=(1,), alpha=0.0, momentum=1.0, beta=(0.4, 0.5), eps=(0.5, 0.4), fake=False,
+         activation="sigmoid4", seed=0):
+    topo = Topology.build(1, list(hidden), 1, lateral)
+    net = Network.init(topo, generator=torch.Generator().manual_seed(seed), bias_init="uniform", dtype=D)
+    dyn = Dynamics(activation=activation, eps=eps, beta=beta, momentum=momentum)
+    relax = Relaxer(net, dyn, Plasticity(alpha=alpha), FakeTargets(enabled=fake),
+                    generator=torch.Generator().manual_seed(seed))
+    return topo, net, dyn, relax
+
+
+def rho(x):
+    return 1 / (1 + math.exp(-4 * x))
+
+
+def drho(x):
+    return 4 * rho(x) * (1 - rho(x))
+
+
+def test_blocks_cover_exactly_the_connected_pairs():
+    topo = Topology.build(3, [4], 2)
+    mask = topo.connected_mask()
+    n_in, n_h, n_out = 3, 4, 2
+    expected = 2 * n_in * n_h + n_h * (n_h - 1) + 2 * n_out * n_h  # visible<->hidden, hidden<->hidden
+    assert int(mask.sum()) == expected
+    assert not mask[:3, :3].any() and not mask[:3, 7:].any()  # no visible<->visible
+    assert not mask.diagonal().any()
+    deep = Topology.build(3, [4, 5], 2)  # deep nets: no lateral by default, layers connect to neighbours
+    assert deep.lateral is False
+    assert int(deep.connected_mask().sum()) == 2 * (3 * 4 + 4 * 5 + 5 * 2)
+
+
+def test_init_is_uniform_xavier_and_asymmetric():
+    topo = Topology.build(50, [60], 10)
+    net = Network.init(topo, generator=torch.Generator().manual_seed(0))
+    w, _ = net.dense()
+    bound = math.sqrt(6 / topo.fan_in(1))
+    h = topo.slice(1)
+    assert w[h].abs().max() <= bound and w[h].abs().max() > 0.9 * bound
+    assert net.symmetry_index() < 0.1  # two independent draws
+
+
+def test_one_step_matches_hand_computation():
+    topo, net, dyn, relax = tiny()
+    w, b = net.dense()
+    s0 = torch.tensor([[0.3, -0.2, 0.1]], dtype=D)
+    state = State(s=s0.unsqueeze(0).repeat(2, 1, 1).clone(), v=torch.zeros(2, 1, 3, dtype=D), dzm=torch.zeros(1, 3, dtype=D))
+    t_in = torch.tensor([[1.0]], dtype=D)
+    relax.run(state, [Phase(1, [Target(0, t_in, beta_tensor(dyn.beta, t_in))])])
+    for net_idx, (eps, beta) in enumerate(zip(dyn.eps, dyn.beta)):
+        for i in range(3):
+            si = s0[0, i].item()
+            pre = sum(w[i, j].item() * rho(s0[0, j].item()) for j in range(3) if j != i) + b[i].item()
+            force = drho(si) * pre - si + (beta * (1.0 - si) if i == 0 else 0.0)
+            assert math.isclose(state.s[net_idx, 0, i].item(), si + eps * force, rel_tol=1e-12, abs_tol=1e-12)
+
+
+def test_equal_betas_give_zero_dz_and_no_learning():
+    topo, net, dyn, relax = tiny(hidden=(5,), alpha=0.1, beta=(0.45, 0.45), eps=(0.5, 0.5), fake=True)
+    before = [w.clone() for w in net.weights]
+    state = State.init(topo.n, 3, generator=torch.Generator().manual_seed(1), dtype=D)
+    x = torch.rand(3, 1, dtype=D)
+    stats = relax.run(state, [Phase(20, [Target(0, x, beta_tensor(dyn.beta, x))])])
+    # identical networks: dz is zero up to GEMM rounding, no fake target fires, nothing is learned
+    assert stats.dz_abs.item() < 1e-14 and stats.fake_rate.item() == 0.0
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-14) for a, b in zip(before, net.weights))
+
+
+def test_update_is_post_change_times_pre_rate():
+    topo, net, dyn, relax = tiny(hidden=(2,), alpha=0.01)
+    before_w, before_b = net.dense()
+    s_s = torch.tensor([[0.2, 0.1, -0.3, 0.4]], dtype=D)
+    s_l = s_s + torch.tensor([[0.05, -0.1, 0.2, 0.0]], dtype=D)
+    state = State(s=torch.stack([s_s, s_l]), v=torch.zeros(2, 1, 4, dtype=D), dzm=torch.zeros(1, 4, dtype=D))
+    relax.run(state, [Phase(1, [])])
+    after_w, after_b = net.dense()
+    z_s = torch.sigmoid(4 * s_s)[0]
+    dz = torch.sigmoid(4 * s_l)[0] - z_s
+    mask = topo.connected_mask()
+    expected = 0.01 * torch.outer(dz, z_s) * mask
+    torch.testing.assert_close(after_w - before_w, expected, rtol=0, atol=1e-14)
+    torch.testing.assert_close(after_b - before_b, 0.01 * dz, rtol=0, atol=1e-14)
+    # sign: hidden neuron 2 rose in net_l (dz > 0) and neuron 1 fell; the input's rate is positive,
+    # so the input's weight onto neuron 2 grows and onto neuron 1 shrinks
+    assert (after_w - before_w)[2, 0] > 0 and (after_w - before_w)[1, 0] < 0
+
+
+def test_fake_target_fires_with_algorithm1_probability():
+    gen = torch.Generator().manual_seed(0)
+    dz = torch.tensor([0.01, -0.02, 0.05, 0.5]).repeat(20000, 1)
+    dzm = torch.full_like(dz, 0.004)
+    for rule, k in (("algorithm1", 50.0), ("eq18", 0.5)):
+        fired = fake_target.fire(dz, dzm, torch.rand(dz.shape, generator=gen), k, rule).double().mean(0)
+        p = fake_target.firing_probability(dz[0], dzm[0], k, rule).double()
+        se = torch.sqrt(p * (1 - p) / dz.shape[0]).clamp_min(1e-3)
+        assert ((fired - p).abs() < 5 * se).all(), (rule, fired, p)
+    assert torch.equal(fake_target.value(torch.tensor([0.3, -0.1]), 0.25), torch.tensor([0.25, -0.25]))
+
+
+def test_fake_target_nudges_hidden_toward_sign_of_dz():
+    topo, net, dyn, relax = tiny(hidden=(3,), fake=True)
+    relax.fake = FakeTargets(enabled=True, k=1e-9, t_c=0.25)  # tiny k: every neuron with dz != 0 fires
+    for w in net.weights:
+        w.zero_()
+    for b in net.biases:
+        b.zero_()
+    s_s = torch.zeros(1, 5, dtype=D)
+    s_l = torch.tensor([[0.0, 0.1, -0.1, 0.2, 0.0]], dtype=D)
+    state = State(s=torch.stack([s_s, s_l]), v=torch.zeros(2, 1, 5, dtype=D), dzm=torch.full((1, 5), 1.0, dtype=D))
+    relax.run(state, [Phase(1, [])])
+    # net_s: s <- 0 + eps_s * (0 - 0 + beta_s (t_f - 0)) with t_f = sign(dz) t_c
+    expected = 0.5 * 0.4 * torch.tensor([0.25, -0.25, 0.25], dtype=D)
+    torch.testing.assert_close(state.s[0, 0, 1:4], expected)
+
+
+def test_momentum_with_inertia_one_is_plain_step_and_else_follows_eq20():
+    s0 = State.init(3, 2, generator=torch.Generator().manual_seed(3), dtype=D)
+    x = torch.rand(2, 1, dtype=D)
+    results = {}
+    for m in (1.0, 0.3):
+        topo, net, dyn, relax = tiny(momentum=m)
+        st = State(s0.s.clone(), s0.v.clone(), s0.dzm.clone())
+        tg = [Target(0, x, beta_tensor(dyn.beta, x))]
+        relax.run(st, [Phase(1, tg)])
+        results[m] = st
+    topo, net, dyn, relax = tiny(momentum=1.0)
+    plain = State(s0.s.clone(), s0.v.clone(), s0.dzm.clone())
+    relax.run(plain, [Phase(1, [Target(0, x, beta_tensor(dyn.beta, x))])])
+    torch.testing.assert_close(results[1.0].s, plain.s)
+    # eq (19)-(20) from v = 0: v1 = m f, s1 = s0 + eps m f  ->  (s1 - s0) scales by m
+    torch.testing.assert_close(results[0.3].s - s0.s, 0.3 * (plain.s - s0.s))
+    torch.testing.assert_close(results[0.3].v, 0.3 * (plain.s - s0.s) / beta_tensor(dyn.eps, s0.s))
+
+
+def _toy_system(seed):
+    model = {"activation": "sigmoid4_centered", "fake_target": {"enabled": True}}
+    learner = {"name": "supervised", "alpha": 1e-3, "steps": 12, "free_steps": 4}
+    return build_system(model, learner, {"hidden": [6]}, 4, 4, batch_size=4, seed=seed)
+
+
+def test_training_leaves_no_autograd_graph_and_is_deterministic():
+    x = torch.eye(4)
+    y = torch.arange(4)
+    a, b = _toy_system(7), _toy_system(7)
+    for sysm in (a, b):
+        for _ in range(3):
+            sysm.train_batch(x, y)
+    for t in [*a.net.weights, *a.net.biases, a.train_state.s, a.train_state.v, a.train_state.dzm]:
+        assert t.grad_fn is None and not t.requires_grad
+    assert all(torch.equal(u, v) for u, v in zip(a.net.weights, b.net.weights))
+    assert not all(torch.equal(u, v) for u, v in zip(a.net.weights, _toy_system(8).net.weights))
+
+
+def test_states_persist_between_batches():
+    """Each batch starts where the previous one ended: states are drawn at random only once."""
+    sysm = _toy_system(0)
+    x, y = torch.eye(4), torch.arange(4)
+    starts, ends = [], []
+    run = sysm.relaxer.run
+
+    def spy(state, phases, **kw):
+        starts.append(state.s.clone())
+        out = run(state, phases, **kw)
+        ends.append(state.s.clone())
+        return out
+
+    sysm.relaxer.run = spy
+    for _ in range(3):
+        sysm.train_batch(x, y)
+    assert torch.equal(starts[1], ends[0]) and torch.equal(starts[2], ends[1])
+    assert not torch.equal(starts[1], starts[0])
