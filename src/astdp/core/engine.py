@@ -10,11 +10,24 @@ free phase then clamped phase). Each step, in this order:
 4. if learning: ``W += alpha dz^T z_s``, ``b += alpha sum dz`` (same-instant factors)    (15)
    and optional derivative smoothing                                                     (21)-(23)
 
+Shapes: ``s``, ``z``, ``rho'``, ``f``: (2, B, N) (net_s then net_l); ``dz``: (B, N).
+
+How it is computed (the cost of a step should be its matrix products):
+- The states of both networks are stacked, so each connected block costs one forward GEMM
+  ``(2B, span) @ (span, n_post)`` written straight into its columns of a (2B, N) buffer, and one
+  update GEMM ``(n_post, B) @ (B, span)`` added in place to the stored weights.
+- Targets enter the force as ``f = R + a * s + c`` with ``a = -(1 + beta)`` and ``c = beta * t``
+  (``a = -1``, ``c = 0`` where a neuron has no target). ``a`` and ``c`` are built once per phase,
+  so a step runs a fixed number of whole-state element-wise passes, whatever the targets are.
+- Every buffer lives in a per-batch-size workspace reused from step to step: nothing is allocated
+  in the loop except a few (B, N_hidden) temporaries of the fake targets.
+- Nothing in the loop reads a value back to the host, so on CUDA the steps queue without
+  synchronising; the only sync is the convergence check every ``check_every`` steps.
+
 Inference tracking records, per sample, the first step (counted from the data change) at which
 ``max_i |s_i(t+1) - s_i(t)| < tol`` in both networks, and can stop once every sample has converged.
 Everything runs under ``torch.no_grad()``; nothing here builds an autograd graph.
 """
-
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -84,8 +97,36 @@ def beta_tensor(pair: tuple[float, float], like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(pair, dtype=like.dtype, device=like.device).view(2, 1, 1)
 
 
+class _Workspace:
+    """Buffers for one batch size, dtype and device, reused at every step."""
+
+    def __init__(self, n: int, batch: int, dtype: torch.dtype, device: torch.device, eps: tuple[float, float]):
+        opts = {"dtype": dtype, "device": device}
+        self.z = torch.empty(2, batch, n, **opts)  # rho(s)
+        self.d = torch.empty(2, batch, n, **opts)  # rho'(s)
+        self.pre = torch.empty(2 * batch, n, **opts)  # W z + b, then the force f, rows: net_s then net_l
+        self.force = self.pre.view(2, batch, n)
+        self.dz = torch.empty(batch, n, **opts)  # rho(s_l) - rho(s_s)
+        self.a = torch.empty(2, batch, n, **opts)  # -(1 + beta) where targeted, -1 elsewhere
+        self.c = torch.empty(2, batch, n, **opts)  # beta * t where targeted, 0 elsewhere
+        self.dmax = torch.empty(2, batch, **opts)
+        self.eps = torch.tensor(eps, **opts).view(2, 1, 1)
+        self.key = (eps,)
+
+    def set_targets(self, topology, targets: dict[int, Target]) -> None:
+        """Fold the targets of a phase into ``a`` and ``c`` (once per phase, not per step)."""
+        self.a.fill_(-1.0)
+        self.c.zero_()
+        for layer, tg in targets.items():
+            sl = topology.slice(layer)
+            a, c = self.a[:, :, sl], self.c[:, :, sl]  # (2, B, n_l)
+            beta = tg.beta.to(a.dtype).expand_as(a)
+            torch.add(beta, 1.0, out=a).neg_()
+            torch.mul(beta, tg.value.to(c.dtype), out=c)
+
+
 class Relaxer:
-    """Runs phases on a :class:`State`; owns no state of its own beyond configuration."""
+    """Runs phases on a :class:`State`; owns no state of its own beyond configuration and scratch buffers."""
 
     def __init__(
         self,
@@ -102,7 +143,7 @@ class Relaxer:
         self.fake = fake
         self.generator = generator
         self.reduce_hook = reduce_hook
-        self.act = activations.get(dynamics.activation)
+        self._workspaces: dict[tuple, _Workspace] = {}
 
     @torch.no_grad()
     def run(
@@ -121,106 +162,126 @@ class Relaxer:
         s = state.s
         batch = s.shape[1]
         dev, dt = s.device, s.dtype
-        dz_sum = torch.zeros((), device=dev, dtype=dt)
-        fire_sum = torch.zeros((), device=dev, dtype=dt)
+        ws = self._workspace(state)
+        dz_sum = torch.zeros((), device=dev, dtype=dt)  # sum of |dz| over steps, samples, neurons
+        fire_sum = torch.zeros((), device=dev, dtype=dt)  # number of fake targets fired
         conv = torch.full((batch,), -1, dtype=torch.long, device=dev) if track_tol is not None else None
         trace: list[dict[str, torch.Tensor]] = []
+        check_every = max(int(check_every), 1)
         step = 0
         done = False
         for phase in phases:
-            by_layer = {tg.layer: tg for tg in phase.targets}
+            ws.set_targets(self.net.topology, {tg.layer: tg for tg in phase.targets})
+            learn = phase.learn and alpha > 0
             for _ in range(phase.steps):
-                learn = phase.learn and alpha > 0
-                dmax, dz, fired = self.step(state, by_layer, fake_on, alpha if learn else 0.0,
-                                            track=conv is not None, record=record)
-                dz_sum += dz.abs().mean()
+                dmax, fired = self._advance(state, ws, fake_on, alpha if learn else 0.0, track=conv is not None)
+                dz_sum.add_(torch.linalg.vector_norm(ws.dz, ord=1))
                 if fired is not None:
-                    fire_sum += fired.to(dt).mean()
+                    fire_sum.add_(fired.sum())
                 if record:
-                    trace.append({"s": s.clone(), "dz": dz.clone(), "fired": fired.clone() if fired is not None
+                    trace.append({"s": s.clone(), "dz": ws.dz.clone(), "fired": fired.clone() if fired is not None
                                   else torch.zeros(batch, 0, dtype=torch.bool, device=dev)})
                 step += 1
                 if conv is not None:
-                    newly = (dmax < track_tol) & (conv < 0)
-                    conv[newly] = step
+                    conv.masked_fill_((dmax < track_tol) & (conv < 0), step)
                     if stop_when_converged and step % check_every == 0 and bool((conv >= 0).all()):
                         done = True
                         break
             if done:
                 break
         n = max(step, 1)
-        return RunStats(dz_abs=dz_sum / n, fake_rate=fire_sum / n, steps=step, converge_step=conv, trace=trace)
+        t = self.net.topology
+        n_hidden = t.hidden_slice.stop - t.hidden_slice.start
+        return RunStats(dz_abs=dz_sum / (n * batch * t.n), fake_rate=fire_sum / (n * batch * max(n_hidden, 1)),
+                        steps=step, converge_step=conv, trace=trace)
 
+    @torch.no_grad()
     def step(self, state: State, targets: dict[int, Target], fake_on: bool, alpha: float,
              track: bool = False, record: bool = False):
-        """One relaxation step of both networks, in place. Returns (max|ds| (B,) or None, dz, fired)."""
+        """One relaxation step of both networks, in place. Returns (max|ds| (B,) or None, dz, fired).
+
+        A stand-alone step (e.g. with targets that change at every step); :meth:`run` is the fast
+        path for phases. The returned tensors are the caller's to keep.
+        """
+        ws = self._workspace(state)
+        ws.set_targets(self.net.topology, targets)
+        dmax, fired = self._advance(state, ws, fake_on, alpha, track)
+        return (dmax.clone() if track else None), ws.dz.clone(), fired
+
+    # -- internals ----------------------------------------------------------------------------------
+    def _workspace(self, state: State) -> _Workspace:
+        s = state.s
+        key = (s.shape[1], s.shape[2], s.dtype, s.device)
+        ws = self._workspaces.get(key)
+        if ws is None or ws.key != (self.dyn.eps,):
+            if len(self._workspaces) > 4:  # e.g. many different short last batches
+                self._workspaces.clear()
+            ws = _Workspace(s.shape[2], s.shape[1], s.dtype, s.device, self.dyn.eps)
+            self._workspaces[key] = ws
+        return ws
+
+    def _advance(self, state: State, ws: _Workspace, fake_on: bool, alpha: float, track: bool):
+        """One step with the targets already folded into ``ws``. Returns (max|ds| (B,) or None, fired)."""
         net, t, dyn = self.net, self.net.topology, self.dyn
         s = state.s  # (2, B, N)
         batch, n = s.shape[1], s.shape[2]
-        z, dz_rho = self.act(s)  # (2, B, N) each
-        z = z.contiguous()
-        dz = z[1] - z[0]  # (B, N)
+        z, d, f, dz = ws.z, ws.d, ws.force, ws.dz
+        activations.get_into(dyn.activation)(s, z, d)  # (2, B, N) each
+        torch.sub(z[1], z[0], out=dz)  # (B, N), eq (15)
+
+        # eq (2): W z + b for every receiving layer, both networks in one GEMM per block
         z2 = z.view(2 * batch, n)
-
-        hs = t.hidden_slice
-        fired = None
-        if fake_on:
-            dz_h = dz[:, hs]  # (B, N_hidden)
-            dzm = state.dzm[:, hs]
-            fake_target.update_running_mean(dzm, dz_h, self.fake.m)
-            u = torch.rand(dz_h.shape, generator=self.generator, dtype=s.dtype, device=s.device)
-            fired = fake_target.fire(dz_h, dzm, u, self.fake.k, self.fake.rule)  # (B, N_hidden)
-            fake_value = fake_target.value(dz_h, self.fake.t_c)
-            fake_beta = beta_tensor(self.fake.beta or dyn.beta, s) * fired.to(s.dtype)  # (2, B, N_hidden)
-
-        eps = beta_tensor(dyn.eps, s)  # (2, 1, 1)
-        mv = dyn.momentum
-        smooth = alpha > 0 and self.plast.smoothing > 0
-        smooth_signal = torch.zeros_like(dz) if smooth else None
-        dmax = torch.zeros(2, batch, dtype=s.dtype, device=s.device) if track else None
-
-        blocks_of = self._blocks_by_post()
-        for layer in range(t.n_layers):
-            sl = t.slice(layer)
-            ks = blocks_of[layer]
-            pre = None
-            for k in ks:
+        pre = ws.pre  # (2B, N)
+        for layer, ks in enumerate(self._blocks_by_post()):
+            out = pre[:, t.slice(layer)]  # (2B, n_l) column slice, written in place
+            for i, k in enumerate(ks):
                 blk = t.blocks[k]
-                w = net.weights[k]
-                if pre is None:
-                    pre = torch.addmm(net.biases[layer], z2[:, blk.lo : blk.hi], w.t())  # (2B, n_l)
+                zk, wt = z2[:, blk.lo : blk.hi], net.weights[k].t()
+                if i == 0:
+                    torch.addmm(net.biases[layer], zk, wt, out=out)
                 else:
-                    pre.addmm_(z2[:, blk.lo : blk.hi], w.t())
-            s_l = s[:, :, sl]  # (2, B, n_l) view
-            force = pre.view(2, batch, -1).mul_(dz_rho[:, :, sl]).sub_(s_l)  # R - s
-            if smooth:
-                smooth_signal[:, sl] = force[0] * dz_rho[0, :, sl]
-            tg = targets.get(layer)
-            if tg is not None:
-                force.add_(tg.beta * (tg.value - s_l))
-            if fake_on and layer in t.hidden_layers:
-                rel = slice(sl.start - hs.start, sl.stop - hs.start)
-                force.add_(fake_beta[:, :, rel] * (fake_value[:, rel] - s_l))
-            if mv < 1.0:
-                v_l = state.v[:, :, sl]
-                v_l.mul_(1.0 - mv).add_(force, alpha=mv)
-                force = v_l
-            delta = force * eps  # (2, B, n_l)
-            s_l.add_(delta)
-            if track:
-                torch.maximum(dmax, delta.abs().amax(dim=2), out=dmax)
+                    out.addmm_(zk, wt)
+        f.mul_(d)  # R = rho'(s) (W z + b)
+        smooth = alpha > 0 and self.plast.smoothing > 0
+        smooth_signal = torch.sub(f[0], s[0]).mul_(d[0]) if smooth else None  # (B, N), eq (21)-(22)
+        f.addcmul_(s, ws.a).add_(ws.c)  # f = R - s + beta (t - s), eq (1) + (5)
+
+        fired = self._fake_targets(state, f, dz) if fake_on else None  # eq (16)-(18)
+
+        if dyn.momentum < 1.0:  # eq (19)-(20)
+            f = state.v.mul_(1.0 - dyn.momentum).add_(f, alpha=dyn.momentum)
+        s.addcmul_(f, ws.eps)  # s <- s + eps * f (or eps * v)
+        dmax = None
+        if track:
+            torch.linalg.vector_norm(f, ord=float("inf"), dim=2, out=ws.dmax)
+            dmax = ws.dmax.mul_(ws.eps.view(2, 1)).amax(dim=0)  # (B,)
 
         if alpha > 0:
             rate = self.plast.rate(alpha, batch)
             plasticity.apply(net, dz, z[0], rate, self.reduce_hook)
             if smooth:
                 plasticity.apply(net, smooth_signal, z[0], -self.plast.rate(self.plast.smoothing, batch))
-        return (dmax.amax(dim=0) if track else None), dz, fired
+        return dmax, fired
+
+    def _fake_targets(self, state: State, f: torch.Tensor, dz: torch.Tensor) -> torch.Tensor:
+        """Add the fake-target pull on hidden neurons to the force ``f``; returns fired (B, N_hidden)."""
+        hs = self.net.topology.hidden_slice
+        fk = self.fake
+        dz_h = dz[:, hs]  # (B, N_hidden)
+        dzm = state.dzm[:, hs]
+        fake_target.update_running_mean(dzm, dz_h, fk.m)
+        u = torch.rand(dz_h.shape, generator=self.generator, dtype=dz.dtype, device=dz.device)
+        fired = fake_target.fire(dz_h, dzm, u, fk.k, fk.rule)  # (B, N_hidden)
+        t_f = fake_target.value(dz_h, fk.t_c)  # (B, N_hidden)
+        s_h = state.s[:, :, hs]  # (2, B, N_hidden)
+        beta = beta_tensor(fk.beta or self.dyn.beta, dz) * fired  # (2, B, N_hidden)
+        f[:, :, hs].addcmul_(beta, t_f - s_h)
+        return fired
 
     def _blocks_by_post(self) -> list[list[int]]:
+        t = self.net.topology
         cached = getattr(self, "_blocks_cache", None)
-        if cached is None:
-            t = self.net.topology
-            cached = [[k for k, b in enumerate(t.blocks) if b.post == l] for l in range(t.n_layers)]
+        if cached is None or cached[0] is not t:
+            cached = (t, [[k for k, b in enumerate(t.blocks) if b.post == l] for l in range(t.n_layers)])
             self._blocks_cache = cached
-        return cached
+        return cached[1]

@@ -57,19 +57,21 @@ def block_deltas(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor
 def apply(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate: float, reduce_hook=None) -> None:
     """In place: ``W += rate * post_signal^T @ pre_rate`` and ``b += rate * sum_b post_signal``.
 
-    ``reduce_hook(deltas)``, when given, receives the per-block and per-layer deltas (weights
-    first, then biases) before they are applied, so a data-parallel wrapper can average them
-    across processes in place.
+    One GEMM per learning block, straight into the stored weights (``addmm_``; the transposed
+    ``post_signal`` slice is passed as a strided view, which BLAS reads without a copy), and one
+    batch sum for all biases. ``reduce_hook(deltas)``, when given, receives the per-block and
+    per-layer deltas (weights first, then biases) before they are applied, so a data-parallel
+    wrapper can average them across processes in place.
     """
     t = net.topology
+    bias_sum = post_signal.sum(0)  # (N,)
+    bias_deltas = [bias_sum[t.slice(l)] for l in range(t.n_layers)]
     if reduce_hook is None:
         for k, (blk, w) in enumerate(zip(t.blocks, net.weights)):
             if k not in net.frozen:
                 w.addmm_(post_signal[:, t.slice(blk.post)].t(), pre_rate[:, blk.lo : blk.hi], alpha=rate)
-        bias_deltas = [post_signal[:, t.slice(l)].sum(0) for l in range(t.n_layers)]
     else:
         deltas = block_deltas(net, post_signal, pre_rate)
-        bias_deltas = [post_signal[:, t.slice(l)].sum(0) for l in range(t.n_layers)]
         reduce_hook(deltas + bias_deltas)
         for k, (w, d) in enumerate(zip(net.weights, deltas)):
             if k not in net.frozen:
