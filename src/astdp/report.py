@@ -1,0 +1,294 @@
+"""Runs folder -> the paper's tables side by side with ours (Markdown, CSV) and figures (PNG).
+
+    python -m astdp.report outputs/multirun/<date>/<time>    (or any folder holding runs)
+
+Every folder below the given one that holds a ``metrics.json`` (a flat dict written by each run)
+is a run; its ``.hydra/overrides.yaml`` gives the command and the experiment name (the
+``experiment=...`` override, else ``.hydra/hydra.yaml``'s choices, else the config's
+``task_name``). Several runs of one experiment (seeds) are averaged. Writes, in the given folder:
+``report.md``, ``report.csv``, ``report_figures/*.png`` (our plots plus every PNG found in the
+runs). With an active W&B run the same tables go up as ``wandb.Table`` s and the PNGs as images.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# -- the paper's numbers, defined once ------------------------------------------------------------
+# (table, experiment, row label, metric key, paper value, unit)
+PAPER_ROWS: list[tuple[str, str, str, str, float, str]] = [
+    ("Table 1", "table1_unsupervised", "unsupervised 784-512-10", "test/acc", 91.0, "%"),
+    ("Table 1", "table1_supervised", "supervised 784-512-10", "test/acc", 92.0, "%"),
+    ("Table 1", "table1_self_supervised", "self-supervised 784-512-10", "test/acc", 92.0, "%"),
+    ("Table 1", "table1_bp_mse", "backprop, MSE", "test/acc", 93.0, "%"),
+    ("Table 1", "table1_bp_ce", "backprop, cross-entropy", "test/acc", 97.0, "%"),
+    ("Table 2", "table2_h512", "784-512-10", "test/acc", 96.0, "%"),
+    ("Table 2", "table2_h512", "784-512-10", "infer/steps", 76.0, "steps"),
+    ("Table 2", "table2_h512x2", "784-512-512-10", "test/acc", 95.0, "%"),
+    ("Table 2", "table2_h512x2", "784-512-512-10", "infer/steps", 95.0, "steps"),
+    ("Table 2", "table2_h512x3", "784-512-512-512-10", "test/acc", 93.0, "%"),
+    ("Table 2", "table2_h512x3", "784-512-512-512-10", "infer/steps", 121.0, "steps"),
+    ("Table 2", "table2_h500x3_nofake", "784-500-500-500-10, no fake target", "test/acc", 97.0, "%"),
+    ("Table 2", "table2_h500x3_nofake", "784-500-500-500-10, no fake target", "infer/steps", 500.0, "steps"),
+]
+# Tables 3 (160 test iterations) and 4 (80): accuracy of Net<train> on order <test>, in %
+PAPER_ORDER: dict[int, dict[tuple[str, str], float]] = {
+    160: {("81", "81"): 100.0, ("81", "83"): 98.0, ("83", "81"): 99.0, ("83", "83"): 100.0},
+    80: {("81", "81"): 100.0, ("81", "83"): 91.0, ("83", "81"): 87.0, ("83", "83"): 100.0},
+}
+ORDER_TABLE = {160: "Table 3", 80: "Table 4"}
+DEPTH_OF = {"table2_h512": 1, "table2_h512x2": 2, "table2_h512x3": 3}
+# toy figures: (experiment, metric key, what the paper shows)
+TOY_ROWS: list[tuple[str, str, str]] = [
+    ("fig3_rivalry", "rivalry/switches_fake_on", "visible states alternate (Figure 3): > 0"),
+    ("fig3_rivalry", "rivalry/switches_fake_off", "no fake targets: no oscillation (0)"),
+    ("fig4_adaptation", "adaptation/overshoot_on_momentum_fake", "overshoot then settle (Figure 4): > 0"),
+    ("fig4_adaptation", "adaptation/overshoot_off_momentum_fake", "undershoot then settle: > 0"),
+    ("fig4_adaptation", "adaptation/overshoot_on_plain", "no momentum, no fake target"),
+    ("fig6_stdp", "stdp/classic_shape_frac", "LTP for pre->post, LTD for post->pre (Figure 6): 1"),
+    ("fig6_stdp", "stdp/asymmetry_mean", "up/down asymmetric, more so as beta_l/beta_s grows"),
+    ("fig6_stdp", "stdp/w10_b0.4-0.5/asymmetry", "asymmetry, window 10, beta 0.4/0.5"),
+    ("fig6_stdp", "stdp/w10_b0.4-0.7/asymmetry", "asymmetry, window 10, beta 0.4/0.7 (larger)"),
+]
+COLUMNS = ["table", "row", "metric", "paper", "ours", "runs", "samples_seen", "wall_s", "command"]
+
+
+@dataclass
+class Run:
+    path: Path
+    experiment: str
+    metrics: dict[str, Any]
+    command: str
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text()) if path.exists() else None
+    except yaml.YAMLError:
+        return None
+
+
+def load_run(metrics_path: Path) -> Run:
+    folder = metrics_path.parent
+    metrics = json.loads(metrics_path.read_text())
+    hydra_dir = folder / ".hydra"
+    overrides = _load_yaml(hydra_dir / "overrides.yaml") or []
+    experiment = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == "experiment"), None)
+    if experiment is None:
+        choices = ((_load_yaml(hydra_dir / "hydra.yaml") or {}).get("hydra") or {}).get("runtime", {}).get("choices", {})
+        experiment = choices.get("experiment")
+    if experiment in (None, "null"):
+        cfg = _load_yaml(hydra_dir / "config.yaml") or {}
+        experiment = cfg.get("experiment_name") or cfg.get("task_name") or folder.name
+    command = " ".join(["python train.py", *overrides]).strip()
+    return Run(folder, str(experiment), metrics, command)
+
+
+def find_runs(root: Path) -> list[Run]:
+    return [load_run(p) for p in sorted(root.rglob("metrics.json")) if "report_figures" not in p.parts]
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return float(v)
+    if isinstance(v, (int, float)) and math.isfinite(float(v)):
+        return float(v)
+    return None
+
+
+def _mean(runs: list[Run], key: str, pct: bool = False) -> tuple[float | None, int]:
+    vals = [x for x in (_num(r.metrics.get(key)) for r in runs) if x is not None]
+    if not vals:
+        return None, 0
+    if pct:
+        vals = [100 * v if v <= 1.0 else v for v in vals]
+    return statistics.fmean(vals), len(vals)
+
+
+def _first(runs: list[Run], *keys: str) -> float | None:
+    for key in keys:
+        v, n = _mean(runs, key)
+        if n:
+            return v
+    return None
+
+
+def build_rows(runs: list[Run]) -> list[dict[str, Any]]:
+    by_exp: dict[str, list[Run]] = {}
+    for r in runs:
+        by_exp.setdefault(r.experiment, []).append(r)
+
+    def row(table, label, metric, paper, group, key, pct):
+        ours, n = _mean(group, key, pct) if group else (None, 0)
+        return {"table": table, "row": label, "metric": metric, "paper": paper, "ours": ours, "runs": n,
+                "samples_seen": _first(group, "train/samples_seen", "order/samples_seen", "rivalry/samples_seen"),
+                "wall_s": _first(group, "time/wall_s"),
+                "command": group[0].command if group else ""}
+
+    rows = []
+    for table, exp, label, key, paper, unit in PAPER_ROWS:
+        rows.append(row(table, label, key, paper, by_exp.get(exp, []), key, unit == "%"))
+    for steps, cells in PAPER_ORDER.items():
+        for (net, order), paper in cells.items():
+            key_full = f"order/acc_net{net}_on{order}_{steps}"
+            group = [r for r in runs if key_full in r.metrics]
+            key = key_full
+            if not group:
+                group, key = by_exp.get(f"table3_order{net}", []), f"order/acc_{order}_{steps}"
+            rows.append(row(ORDER_TABLE[steps], f"Net{net}, order {order}, {steps} iterations", key, paper,
+                            group, key, True))
+    for exp, key, claim in TOY_ROWS:
+        rows.append(row("Figures", claim, key, None, by_exp.get(exp, []), key, False))
+    return rows
+
+
+def _fmt(v: Any, digits: int = 1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}" if abs(v) >= 0.01 or v == 0 else f"{v:.2e}"
+    return str(v)
+
+
+def to_markdown(rows: list[dict[str, Any]], runs: list[Run], root: Path, figures: list[Path]) -> str:
+    out = [f"# Paper vs ours\n", f"Runs found under `{root}`: {len(runs)}. Accuracies in %, steps from a data change "
+           "until `max|ds| < tol`. Several runs of one experiment are averaged (`runs`).\n"]
+    for table in dict.fromkeys(r["table"] for r in rows):
+        out.append(f"\n## {table}\n")
+        out.append("| row | metric | paper | ours | runs | samples seen | wall time (s) | command |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            if r["table"] != table:
+                continue
+            digits = 3 if table == "Figures" else 1
+            out.append(f"| {r['row']} | `{r['metric']}` | {_fmt(r['paper'])} | {_fmt(r['ours'], digits)} | {r['runs']} "
+                       f"| {_fmt(r['samples_seen'], 0)} | {_fmt(r['wall_s'], 1)} | `{r['command']}` |")
+    out.append("\n## Runs\n")
+    out.append("| experiment | folder | command |")
+    out.append("|---|---|---|")
+    for r in runs:
+        out.append(f"| {r.experiment} | `{r.path.relative_to(root) if r.path != root else '.'}` | `{r.command}` |")
+    if figures:
+        out.append("\n## Figures\n")
+        for f in figures:
+            out.append(f"![{f.stem}]({f.relative_to(root)})")
+    return "\n".join(out) + "\n"
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r[k] is None else r[k]) for k in COLUMNS})
+
+
+def plot_summary(rows: list[dict[str, Any]], runs: list[Run], fig_dir: Path) -> list[Path]:
+    """Accuracy and inference steps against depth (Table 2), and accuracy per order (Tables 3-4)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    by_exp: dict[str, list[Run]] = {}
+    for r in runs:
+        by_exp.setdefault(r.experiment, []).append(r)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, key, unit in ((axes[0], "test/acc", "%"), (axes[1], "infer/steps", "steps")):
+        paper = [(DEPTH_OF[e], v) for _, e, _, k, v, _ in PAPER_ROWS if k == key and e in DEPTH_OF]
+        ours = [(DEPTH_OF[e], _mean(g, key, unit == "%")[0]) for e, g in by_exp.items() if e in DEPTH_OF]
+        ours = [(d, v) for d, v in ours if v is not None]
+        ax.plot(*zip(*sorted(paper)), "o--", label="paper")
+        if ours:
+            ax.plot(*zip(*sorted(ours)), "s-", label="ours")
+        ax.set_xlabel("hidden layers")
+        ax.set_ylabel(f"{key} ({unit})")
+        ax.set_xticks([1, 2, 3])
+        ax.legend()
+    fig.suptitle("Table 2: accuracy and inference steps vs depth")
+    fig.tight_layout()
+    paths.append(fig_dir / "table2_depth.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+
+    order_rows = [r for r in rows if r["table"] in ORDER_TABLE.values()]
+    if any(r["ours"] is not None for r in order_rows):
+        fig, ax = plt.subplots(figsize=(8, 3.5))
+        labels = [r["row"].replace(" iterations", "") for r in order_rows]
+        x = range(len(order_rows))
+        ax.bar([i - 0.2 for i in x], [r["paper"] for r in order_rows], 0.4, label="paper")
+        ax.bar([i + 0.2 for i in x], [r["ours"] or 0 for r in order_rows], 0.4, label="ours")
+        ax.set_xticks(list(x), labels, rotation=45, ha="right", fontsize=7)
+        ax.set_ylabel("accuracy (%)")
+        ax.legend()
+        ax.set_title("Tables 3-4: state relationships")
+        fig.tight_layout()
+        paths.append(fig_dir / "table34_order.png")
+        fig.savefig(paths[-1], dpi=100)
+        plt.close(fig)
+    return paths
+
+
+def collect_pngs(runs: list[Run], root: Path, fig_dir: Path) -> list[Path]:
+    out = []
+    for r in runs:
+        for png in sorted(r.path.glob("*.png")):
+            dest = fig_dir / f"{r.experiment}__{r.path.name}__{png.name}"
+            shutil.copyfile(png, dest)
+            out.append(dest)
+    return out
+
+
+def log_wandb(rows: list[dict[str, Any]], figures: list[Path]) -> bool:
+    try:
+        import wandb
+    except ImportError:
+        return False
+    if wandb.run is None:
+        return False
+    for table in dict.fromkeys(r["table"] for r in rows):
+        data = [[r[c] for c in COLUMNS] for r in rows if r["table"] == table]
+        wandb.log({f"report/{table.replace(' ', '_').lower()}": wandb.Table(columns=COLUMNS, data=data)})
+    wandb.log({f"report/figures/{p.stem}": wandb.Image(str(p)) for p in figures})
+    return True
+
+
+def make_report(root: str | Path) -> dict[str, Any]:
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no such runs folder: {root}")
+    runs = find_runs(root)
+    rows = build_rows(runs)
+    fig_dir = root / "report_figures"
+    fig_dir.mkdir(exist_ok=True)
+    figures = plot_summary(rows, runs, fig_dir) + collect_pngs(runs, root, fig_dir)
+    (root / "report.md").write_text(to_markdown(rows, runs, root, figures))
+    write_csv(rows, root / "report.csv")
+    log_wandb(rows, figures)
+    return {"runs": len(runs), "rows": rows, "markdown": root / "report.md", "csv": root / "report.csv",
+            "figures": figures}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 2
+    out = make_report(argv[0])
+    print(f"{out['runs']} runs -> {out['markdown']}, {out['csv']}, {len(out['figures'])} figures")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
