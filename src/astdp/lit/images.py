@@ -1,0 +1,48 @@
+"""Image grids as uint8 (W&B saves float arrays black) and conditional generation for logging."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.utils import make_grid
+
+from astdp.system import System
+
+
+def grid(x: torch.Tensor, image_size: int, nrow: int = 8) -> np.ndarray:
+    """(n, image_size**2) values in [0, 1] -> (H, W, 3) uint8 grid."""
+    imgs = x.detach().float().cpu().clamp(0, 1).view(-1, 1, image_size, image_size)
+    g = make_grid(imgs, nrow=nrow, padding=2, pad_value=0.5)  # (3, H, W)
+    return (g.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def to_pixels(s: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """States of input neurons back to pixel units (the inverse of the learner's target map)."""
+    return (s - low) / (high - low) if high != low else s
+
+
+def reconstructions(system: System, n: int) -> torch.Tensor:
+    """Input-layer states of the readout network in the evaluation state (after an inference)."""
+    t = system.topology
+    s = system.eval_state.s[system.readout, :n, t.slice(t.input_layer)]  # (n, n_in)
+    return to_pixels(s, *system.learner.input_range)
+
+
+@torch.no_grad()
+def generate(system: System, n_classes: int, per_class: int = 1) -> torch.Tensor:
+    """Conditional generation (§3.1.2) from a fresh random state: labels clamped, image free."""
+    y = torch.arange(n_classes).repeat_interleave(per_class).to(system.net.weights[0].device)
+    state = system.new_state(len(y))
+    like = torch.zeros(len(y), system.topology.sizes[0], device=y.device, dtype=system.net.weights[0].dtype)
+    system.relaxer.run(state, system.learner.phases(like, y), alpha=0.0)
+    t = system.topology
+    return to_pixels(state.s[1, :, t.slice(t.input_layer)], *system.learner.input_range)
+
+
+def save_png(arr: np.ndarray, path: str | Path) -> None:
+    from PIL import Image
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)

@@ -1,0 +1,82 @@
+"""Metric names (``<stage>/<quantity>``), defined once, and small reductions shared by the modules."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from astdp.system import System
+
+TRAIN_DZ = "train/dz_abs"  # mean |dz| over the batch's relaxation steps
+TRAIN_FAKE = "train/fake_rate"  # fraction of hidden neurons with an active fake target
+TRAIN_COST = "train/cost"  # eq (6) visible cost at the end of the batch (backprop: the loss)
+TRAIN_SYMMETRY = "train/symmetry"  # cosine of W[i, j] and W[j, i], per epoch
+TRAIN_SAMPLES = "train/samples_seen"
+VAL_ACC = "val/acc"
+VAL_ACC_BEST = "val/acc_best"
+VAL_STEPS = "val/infer_steps"
+VAL_CONVERGED = "val/infer_converged"
+TEST_ACC = "test/acc"
+INFER_STEPS = "infer/steps"  # mean first step with max|ds| < tol, over converged test samples
+INFER_CONVERGED = "infer/converged"  # fraction of test samples converged within the step budget
+DATA_SOURCE = "data/source"
+WALL = "time/wall_s"
+SUMMARY_KEYS = (TEST_ACC, INFER_STEPS, INFER_CONVERGED, VAL_ACC_BEST, DATA_SOURCE, TRAIN_SAMPLES, WALL)
+
+
+class InferTally:
+    """Accumulates per-sample convergence steps (-1 = never) over an epoch."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.step_sum, self.n_conv, self.n = 0.0, 0, 0
+
+    def add(self, converge_step: torch.Tensor) -> None:
+        ok = converge_step >= 0
+        self.step_sum += float(converge_step[ok].sum())
+        self.n_conv += int(ok.sum())
+        self.n += converge_step.numel()
+
+    def compute(self) -> tuple[float, float]:
+        """(mean steps over converged samples or nan, fraction converged)."""
+        steps = self.step_sum / self.n_conv if self.n_conv else math.nan
+        return steps, (self.n_conv / self.n if self.n else math.nan)
+
+
+@torch.no_grad()
+def visible_cost(system: System, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """eq (6) ``C = 1/2 sum_visible (t - s)^2`` on the readout network after a training batch, mean over samples.
+
+    Visible = the input layer, plus the label layer when the learner targets labels.
+    """
+    learner, t = system.learner, system.topology
+    s = system.train_state.s[system.readout, : x.shape[0]]  # (B, N)
+    tgt = learner.input_target(x).value  # (B, n_in)
+    cost = (tgt - s[:, t.slice(t.input_layer)]).pow(2).sum(1)
+    if y is not None and getattr(learner, "stage", None) != "pretrain":
+        lab = learner.label_target(y, x).value  # (B, n_out)
+        cost = cost + (lab - s[:, t.slice(t.output_layer)]).pow(2).sum(1)
+    return 0.5 * cost.mean()
+
+
+def flat(metrics: dict) -> dict:
+    """Plain JSON-able values: tensors to numbers, nan to None."""
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, torch.Tensor):
+            v = v.item()
+        if isinstance(v, float) and math.isnan(v):
+            v = None
+        out[k] = v
+    return out
+
+
+def summary_line(metrics: dict, path: str | None = None) -> str:
+    def fmt(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    parts = [f"{k}={fmt(metrics[k])}" for k in SUMMARY_KEYS if k in metrics]
+    return "summary: " + " ".join(parts) + (f" ({path})" if path else "")

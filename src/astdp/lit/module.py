@@ -1,0 +1,165 @@
+"""Lightning wiring around a :class:`~astdp.system.System`: buffers, metrics, logging; no equations.
+
+Learning happens inside the System's relaxation (aSTDP at every step, under ``no_grad``), so
+``automatic_optimization`` is off and nothing calls ``backward``. A :class:`NoOpOptimizer` is
+stepped once per batch only so that Lightning's ``global_step`` counts training batches
+(``max_steps``, ``val_check_interval``, checkpoint cadence and the W&B x-axis rely on it).
+
+Weights, biases and the persistent per-slot states (train and eval: ``s``, ``v``, ``dzm``) are
+module buffers, so checkpoints carry them. ``.to(device)`` replaces buffer tensors, so the System
+is re-pointed at the current buffers (:meth:`_bind`) before it is used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pytorch_lightning import LightningModule
+from torchmetrics import MaxMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from astdp.factory import build_system
+from astdp.lit import images
+from astdp.lit import metrics as M
+
+
+class NoOpOptimizer(torch.optim.Optimizer):
+    """Changes nothing; stepping it makes Lightning count one training batch."""
+
+    def __init__(self, params) -> None:
+        super().__init__(params, defaults={})
+
+    def step(self, closure=None):
+        return closure() if closure is not None else None
+
+
+class AstdpLitModule(LightningModule):
+    def __init__(
+        self,
+        model: dict[str, Any],
+        learner: dict[str, Any],
+        depth: dict[str, Any],
+        n_inputs: int,
+        n_outputs: int,
+        batch_size: int,
+        seed: int = 0,
+        image_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.system = build_system(model, learner, depth, n_inputs, n_outputs, batch_size, seed=seed,
+                                   image_size=image_size)
+        self.test_steps = int(learner.get("test_steps") or learner["steps"])
+        self.tol = float(learner.get("tol", 1e-3))
+        self.image_size, self.n_outputs, self.seed = image_size, n_outputs, seed
+        net = self.system.net
+        for k, w in enumerate(net.weights):
+            self.register_buffer(f"net_W{k}", w)
+        for l, b in enumerate(net.biases):
+            self.register_buffer(f"net_b{l}", b)
+        for prefix, state in self._states():
+            for key, t in state.tensors().items():
+                self.register_buffer(f"{prefix}_{key}", t)
+        self.register_buffer("samples_seen", torch.zeros((), dtype=torch.long))
+        self.step_anchor = torch.nn.Parameter(torch.zeros(()), requires_grad=False)  # for NoOpOptimizer
+        self.val_acc = MulticlassAccuracy(n_outputs, average="micro")
+        self.test_acc = MulticlassAccuracy(n_outputs, average="micro")
+        self.val_acc_best = MaxMetric()
+        self.val_tally, self.test_tally = M.InferTally(), M.InferTally()
+        self.run_config: dict | None = None  # the resolved run config, stored in checkpoints
+
+    def _states(self):
+        return (("state_train", self.system.train_state), ("state_eval", self.system.eval_state))
+
+    def _bind(self) -> None:
+        """Point the System at the current buffers (after ``.to()`` or a checkpoint load)."""
+        net = self.system.net
+        net.weights[:] = [getattr(self, f"net_W{k}") for k in range(len(net.weights))]
+        net.biases[:] = [getattr(self, f"net_b{l}") for l in range(len(net.biases))]
+        for prefix, state in self._states():
+            for key in ("s", "v", "dzm"):
+                setattr(state, key, getattr(self, f"{prefix}_{key}"))
+        dev = self.net_W0.device
+        if self.system.relaxer.generator is not None and self.system.relaxer.generator.device != dev:
+            self.system.relaxer.generator = torch.Generator(dev).manual_seed(self.seed)
+
+    def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """Inference: outputs (B, n_out) after ``steps`` clamped-input relaxation steps."""
+        self._bind()
+        out, _ = self.system.infer(x, steps=steps or self.test_steps, tol=self.tol)
+        return out
+
+    # -- training -------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx: int) -> None:
+        self._bind()
+        x, y = batch
+        stats = self.system.train_batch(x, y)
+        self.optimizers().step()  # counts this batch in global_step; weights changed in train_batch
+        self.samples_seen += x.shape[0]
+        self.log(M.TRAIN_COST, M.visible_cost(self.system, x, y), prog_bar=True, batch_size=x.shape[0])
+        self.log_dict({M.TRAIN_DZ: stats.dz_abs, M.TRAIN_FAKE: stats.fake_rate,
+                       M.TRAIN_SAMPLES: self.samples_seen.float()}, batch_size=x.shape[0])
+
+    def on_train_epoch_end(self) -> None:
+        self._bind()
+        self.log(M.TRAIN_SYMMETRY, self.system.net.symmetry_index())
+
+    # -- validation and test: learning rate zero, inputs clamped ---------------------------------
+    def _infer(self, batch, acc: MulticlassAccuracy, tally: M.InferTally) -> torch.Tensor:
+        self._bind()
+        x, y = batch
+        out, stats = self.system.infer(x, steps=self.test_steps, tol=self.tol)
+        acc.update(out.argmax(dim=1), y)
+        tally.add(stats.converge_step)
+        return x
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x = self._infer(batch, self.val_acc, self.val_tally)
+        if batch_idx == 0 and self.image_size:
+            n = min(32, x.shape[0])
+            self._log_image("val/inputs", images.grid(x[:n], self.image_size))
+            self._log_image("val/reconstructions", images.grid(images.reconstructions(self.system, n), self.image_size))
+
+    def on_validation_epoch_end(self) -> None:
+        acc = self.val_acc.compute()
+        self.val_acc_best.update(acc)
+        steps, conv = self.val_tally.compute()
+        self.log_dict({M.VAL_ACC: acc, M.VAL_ACC_BEST: self.val_acc_best.compute(),
+                       M.VAL_STEPS: steps, M.VAL_CONVERGED: conv}, prog_bar=False)
+        self.val_acc.reset()
+        self.val_tally.reset()
+        if self.image_size and self.system.learner.name == "generation":
+            gen = images.generate(self.system, self.n_outputs, per_class=4)
+            self._log_image("val/generated", images.grid(gen, self.image_size, nrow=4 * 2))
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._infer(batch, self.test_acc, self.test_tally)
+
+    def on_test_epoch_end(self) -> None:
+        steps, conv = self.test_tally.compute()
+        self.log_dict({M.TEST_ACC: self.test_acc.compute(), M.INFER_STEPS: steps, M.INFER_CONVERGED: conv})
+        self.test_acc.reset()
+        self.test_tally.reset()
+
+    # -- optimizers -----------------------------------------------------------------------------
+    def configure_optimizers(self):
+        return NoOpOptimizer([self.step_anchor])
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def _log_image(self, key: str, arr) -> None:
+        log_image = getattr(self.logger, "log_image", None)
+        if log_image is not None:
+            log_image(key=key, images=[arr], step=self.global_step)
+        if self.trainer.default_root_dir:
+            images.save_png(arr, f"{self.trainer.default_root_dir}/images/{key.replace('/', '_')}_step{self.global_step}.png")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["astdp_rng"] = self.system.generator.get_state()
+        if self.run_config is not None:
+            checkpoint["astdp_config"] = self.run_config
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "astdp_rng" in checkpoint:
+            self.system.generator.set_state(checkpoint["astdp_rng"])

@@ -1,0 +1,142 @@
+"""The bodies of ``train.py`` and ``evaluate.py``: build, fit/test, write ``metrics.json``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from astdp.data.mnist import DataError
+from astdp.lit import metrics as M
+from astdp.lit.build import (build_datamodule, build_logger, build_module, build_trainer, finish_logger, plain)
+from astdp.lit.config import ConfigError, validate
+
+log = logging.getLogger(__name__)
+USER_ERRORS = (ConfigError, DataError)
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+warnings.filterwarnings("ignore", ".*`training_step` returns `None`.*")
+
+
+def guarded(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
+    """Run ``fn``; a config or data error ends the program with one line on stderr. Prints the summary."""
+    try:
+        metrics = fn(cfg)
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(M.summary_line(metrics, str(Path(cfg.output_dir) / "metrics.json")), flush=True)
+    return metrics
+
+
+def _setup(cfg: DictConfig):
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    validate(plain(cfg))
+    from pytorch_lightning import seed_everything
+
+    seed_everything(int(cfg.seed), workers=True, verbose=False)
+    module = build_module(cfg)
+    dm = build_datamodule(cfg)
+    dm.prepare_data()
+    dm.setup("fit")
+    log.info("%s", dm.describe())
+    return module, dm
+
+
+def _write(metrics: dict, out_dir: str) -> dict:
+    metrics = M.flat(metrics)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(out_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    return metrics
+
+
+def _final(trainer, module, dm, start: float) -> dict:
+    out = {k: v for k, v in trainer.callback_metrics.items()}
+    out.update({M.DATA_SOURCE: dm.source, M.TRAIN_SAMPLES: int(module.samples_seen), "trainer/global_step":
+                trainer.global_step, M.WALL: time.perf_counter() - start})
+    return out
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit, then test; ``ckpt_path`` resumes (weights, biases, persistent states, counters)."""
+    start = time.perf_counter()
+    if cfg.get("experiment_fn"):
+        return run_plain_experiment(cfg)
+    module, dm = _setup(cfg)
+    logger = build_logger(cfg)
+    try:
+        if logger:
+            logger.log_hyperparams({**plain(cfg), M.DATA_SOURCE: dm.source})
+        trainer = build_trainer(cfg, logger)
+        trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+        trainer.test(module, datamodule=dm, verbose=False)
+        metrics = _final(trainer, module, dm, start)
+    finally:
+        finish_logger()
+    return _write(metrics, cfg.output_dir)
+
+
+def run_plain_experiment(cfg: DictConfig) -> dict:
+    """Experiments that are plain functions (``experiment_fn``), e.g. the two-neuron STDP protocol."""
+    from astdp.experiments.runner import run_experiment
+
+    logger = build_logger(cfg)
+    try:
+        if logger and hasattr(logger, "experiment"):
+            logger.experiment  # starts the W&B run the runner logs into
+        return run_experiment(plain(cfg), cfg.output_dir)
+    finally:
+        finish_logger()
+
+
+def saved_config(ckpt: Path) -> DictConfig:
+    """The training run's ``.hydra/config.yaml`` above the checkpoint, else the copy in the checkpoint."""
+    for parent in list(ckpt.parents)[:3]:
+        path = parent / ".hydra" / "config.yaml"
+        if path.exists():
+            return OmegaConf.load(path)
+    stored = torch.load(ckpt, map_location="cpu", weights_only=False).get("astdp_config")
+    if stored is None:
+        raise ConfigError(f"ckpt_path={ckpt}: no .hydra/config.yaml above it and no config inside it")
+    return OmegaConf.create(stored)
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Test a checkpoint, once per step budget in ``test_steps`` (or at the learner's own)."""
+    start = time.perf_counter()
+    ckpt = Path(str(cfg.ckpt_path))
+    if not ckpt.is_file():
+        raise ConfigError(f"ckpt_path must be a checkpoint file, got {str(ckpt)!r} (not found)")
+    budgets = list(cfg.test_steps) if cfg.get("test_steps") else [None]
+    if not all(b is None or (isinstance(b, int) and b >= 1) for b in budgets):
+        raise ConfigError(f"test_steps must be null or a list of integers >= 1, got {budgets}")
+    run = saved_config(ckpt)
+    run = OmegaConf.merge(run, {"data": cfg.data, "model": cfg.model, "learner": cfg.learner})
+    run.logger, run.output_dir, run.ckpt_path = cfg.logger, cfg.output_dir, str(ckpt)
+    run.threads = cfg.get("threads") or run.get("threads")
+    module, dm = _setup(run)
+    logger = build_logger(run)
+    metrics: dict = {"ckpt_path": str(ckpt)}
+    try:
+        trainer = build_trainer(run, logger, with_callbacks=False, enable_checkpointing=False)
+        default = getattr(module, "test_steps", None)
+        for b in budgets:
+            if default is not None:
+                module.test_steps = b or default
+            trainer.test(module, datamodule=dm, ckpt_path=str(ckpt), verbose=False)
+            res = {k: v for k, v in trainer.callback_metrics.items() if k.startswith(("test/", "infer/"))}
+            if len(budgets) > 1:
+                metrics.update({f"{k}@{b}": v for k, v in res.items()})
+            metrics.update(res)
+        metrics.update({M.DATA_SOURCE: dm.source, M.TRAIN_SAMPLES: int(module.samples_seen),
+                        M.WALL: time.perf_counter() - start})
+    finally:
+        finish_logger()
+    return _write(metrics, cfg.output_dir)

