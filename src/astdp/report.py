@@ -4,7 +4,7 @@
 
 Every folder below the given one that holds a ``metrics.json`` (a flat dict written by each run)
 is a run; its ``.hydra/overrides.yaml`` gives the command and the experiment name (the
-``experiment=...`` override, else ``.hydra/hydra.yaml``'s choices, else the config's
+``+experiment@_global_=...`` override a sweep file appends, else ``experiment=...``, else ``.hydra/hydra.yaml``'s choices, else the config's
 ``task_name``). Several runs of one experiment (seeds) are averaged. Writes, in the given folder:
 ``report.md``, ``report.csv``, ``report_figures/*.png`` (our plots plus every PNG found in the
 runs). With an active W&B run the same tables go up as ``wandb.Table`` s and the PNGs as images.
@@ -83,7 +83,9 @@ def load_run(metrics_path: Path) -> Run:
     metrics = json.loads(metrics_path.read_text())
     hydra_dir = folder / ".hydra"
     overrides = _load_yaml(hydra_dir / "overrides.yaml") or []
-    experiment = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == "experiment"), None)
+    keys = {o.split("=", 1)[0].lstrip("+"): o.split("=", 1)[1] for o in overrides if "=" in o}
+    # a sweep file's job appends its row as +experiment@_global_=<row>; that names the run
+    experiment = keys.get("experiment@_global_") or keys.get("experiment")
     if experiment is None:
         choices = ((_load_yaml(hydra_dir / "hydra.yaml") or {}).get("hydra") or {}).get("runtime", {}).get("choices", {})
         experiment = choices.get("experiment")

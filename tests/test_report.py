@@ -1,0 +1,70 @@
+"""The report command on a small synthetic multirun folder."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import yaml
+
+from astdp import report
+
+
+def _run(folder, experiment, metrics, extra=()):
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / ".hydra").mkdir()
+    overrides = [f"experiment={experiment}", *extra]
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"task_name": "train", "seed": 0}))
+
+
+def _fake_multirun(root):
+    _run(root / "0", "table2_h512", {"test/acc": 0.95, "infer/steps": 80.0, "infer/converged": 1.0,
+                                     "data/source": "mnist", "train/samples_seen": 54000, "time/wall_s": 12.5})
+    _run(root / "1", "table2_h512", {"test/acc": 0.97, "infer/steps": 70.0, "train/samples_seen": 54000,
+                                     "time/wall_s": 13.5}, ["seed=1"])
+    _run(root / "2", "table1_supervised", {"test/acc": 0.9, "train/samples_seen": 1000, "time/wall_s": 3.0})
+    _run(root / "3", "table3_order81", {"order/acc_81_160": 1.0, "order/acc_83_160": 0.75,
+                                        "order/acc_81_80": 1.0, "order/acc_83_80": 0.5, "time/wall_s": 9.0})
+    _run(root / "4", "fig3_rivalry", {"rivalry/switches_fake_on": 27, "rivalry/switches_fake_off": 0})
+    # a sweep-file job: the row comes from the appended experiment
+    _run(root / "5", "table2_all", {"test/acc": 0.9, "infer/steps": 100.0}, ["+experiment@_global_=table2_h512x2"])
+    # a PNG written by a run is collected
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    fig.savefig(root / "4" / "fig3_rivalry.png")
+    plt.close(fig)
+
+
+def test_report_command_writes_markdown_csv_and_pngs(tmp_path):
+    root = tmp_path / "multirun"
+    _fake_multirun(root)
+    proc = subprocess.run([sys.executable, "-m", "astdp.report", str(root)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    md = (root / "report.md").read_text()
+    assert "Table 1" in md and "Table 2" in md and "Table 3" in md and "Table 4" in md
+    assert "python train.py experiment=table2_h512 seed=1" in md or "python train.py experiment=table2_h512" in md
+    rows = list(csv.DictReader((root / "report.csv").open()))
+    by = {(r["table"], r["row"], r["metric"]): r for r in rows}
+    acc = by[("Table 2", "784-512-10", "test/acc")]
+    assert float(acc["paper"]) == 96.0 and float(acc["ours"]) == 96.0 and acc["runs"] == "2"
+    assert float(by[("Table 2", "784-512-10", "infer/steps")]["ours"]) == 75.0
+    assert float(by[("Table 2", "784-512-512-10", "test/acc")]["ours"]) == 90.0
+    assert float(by[("Table 3", "Net81, order 83, 160 iterations", "order/acc_83_160")]["ours"]) == 75.0
+    assert by[("Table 1", "unsupervised 784-512-10", "test/acc")]["ours"] == ""
+    pngs = sorted(p.name for p in (root / "report_figures").glob("*.png"))
+    assert "table2_depth.png" in pngs and "table34_order.png" in pngs
+    assert any(p.endswith("fig3_rivalry.png") for p in pngs)
+
+
+def test_paper_values_are_defined_once():
+    exps = {e for _, e, _, _, _, _ in report.PAPER_ROWS}
+    assert {"table1_supervised", "table2_h500x3_nofake"} <= exps
+    assert report.PAPER_ORDER[80][("83", "81")] == 87.0

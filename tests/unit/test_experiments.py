@@ -1,0 +1,121 @@
+"""Toy experiments of §3.2 on tiny budgets (plain torch, no Lightning)."""
+
+import json
+
+import pytest
+import torch
+
+from astdp.experiments import adaptation, generation, order, rivalry, runner, stdp
+from astdp.experiments.toy import model_cfg
+from astdp.factory import build_system
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# -- STDP (Figure 6) ------------------------------------------------------------------------------
+def test_stdp_curve_has_potentiation_then_depression_lobes():
+    out = stdp.run(dt_range=12, windows=(5,), betas=((0.4, 0.7),), window_for_betas=5, plot=False)
+    dts, curve = out["curves"]["dt"], out["curves"]["w5_b0.4-0.5"]
+    assert curve[dts > 0].sum() > 0  # pre before post: potentiation
+    assert curve[dts < 0].sum() < 0  # post before pre (short window): depression
+    m = out["metrics"]
+    for name in ("w5_b0.4-0.5", "w5_b0.4-0.7"):
+        assert m[f"stdp/{name}/classic_shape"] == 1.0
+        assert m[f"stdp/{name}/peak_dt"] > 0 > m[f"stdp/{name}/trough_dt"]
+        # the reverse synapse sees the same protocol mirrored in time
+        assert m[f"stdp/{name}/reverse_mirror_err"] < 1e-12
+    # a larger beta ratio makes the curve more up/down asymmetric (§3.2.3)
+    assert m["stdp/w5_b0.4-0.7/asymmetry"] > m["stdp/w5_b0.4-0.5/asymmetry"]
+
+
+def test_stdp_with_net_s_faster_has_no_depression():
+    out = stdp.run(dt_range=10, windows=(5,), betas=(), eps=(0.5, 0.4), plot=False)
+    assert out["metrics"]["stdp/w5_b0.4-0.5/area_below"] == 0.0
+    assert out["metrics"]["stdp/w5_b0.4-0.5/area_above"] > 0.0
+
+
+def test_stdp_leaves_weights_at_zero_and_is_symmetric_in_its_stats():
+    s = stdp.curve_stats(torch.arange(-2, 3), torch.tensor([-1.0, -1.0, 0.0, 1.0, 1.0]))
+    assert s["asymmetry"] == 0.0 and s["pre_post_sign"] == 1.0 and s["post_pre_sign"] == -1.0
+
+
+# -- binocular rivalry (Figure 3) -----------------------------------------------------------------
+def test_count_switches_with_hysteresis():
+    diff = torch.tensor([0.2, 0.01, -0.01, -0.2, -0.3, 0.0, 0.3, 0.3])
+    n, label = rivalry.count_switches(diff, margin=0.05)
+    assert n == 2
+    assert label.tolist() == [0, 0, 0, 1, 1, 1, 0, 0]
+
+
+def test_rivalry_without_fake_targets_never_switches():
+    out = rivalry.run(epochs=20, test_steps=300, settle=50, plot=False)
+    m = out["metrics"]
+    assert m["rivalry/switches_fake_off"] == 0
+    assert m["rivalry/switches_fake_on"] >= 0
+    assert 0.0 < m["rivalry/fake_rate"] < 1.0
+
+
+# -- neural adaptation (Figure 4) -----------------------------------------------------------------
+def test_adaptation_momentum_adds_overshoot():
+    out = adaptation.run(epochs=20, hold=100, after=120, plot=False)
+    m = out["metrics"]
+    assert set(adaptation.CONDITIONS) == {k.rsplit("_on_", 1)[1] for k in m if "/overshoot_on_" in k}
+    assert m["adaptation/overshoot_off_momentum"] > m["adaptation/overshoot_off_plain"]
+
+
+def test_overshoot_measure():
+    x = torch.tensor([0.5, 1.2, 1.0, 1.0, 1.0])
+    assert adaptation.overshoot(x, before=0.0, tail=2, rising=True, window=5) == pytest.approx(0.2)
+    assert adaptation.overshoot(-x, before=0.0, tail=2, rising=False, window=5) == pytest.approx(0.2)
+
+
+# -- state relationships (Tables 3-4) -------------------------------------------------------------
+def test_order_sequence_walks_the_cycle():
+    seq = order.sequence(3, 8, 2)
+    assert seq[:, 0].tolist() == [0, 3, 6, 1, 4, 7, 2, 5]
+    assert seq[0, 1] == 1
+
+
+def test_order_task_learns_on_a_tiny_budget():
+    out = order.run(train_orders=("81",), train_cycles=10, alpha=0.003, test_steps=(160,), test_cycles=1,
+                    plot=False)
+    m = out["metrics"]
+    assert m["order/acc_81_160"] >= 0.5  # chance is 1/8
+    assert set(out["tables"][160]) == {("81", "81"), ("81", "83")}
+
+
+@pytest.mark.slow
+def test_order_task_reaches_100_percent_on_its_own_order():
+    out = order.run(train_orders=("81",), test_steps=(160,), plot=False)
+    assert out["metrics"]["order/acc_81_160"] >= 0.99
+
+
+# -- generation (Figure 2) and the runner -------------------------------------------------------
+def test_generation_grid_is_uint8_labels_by_samples():
+    sys_ = build_system(model_cfg(), {"name": "supervised", "alpha": 1e-3, "steps": 4, "free_steps": 2},
+                        {"hidden": [8]}, n_in=16, n_out=3, batch_size=2)
+    img = generation.grid(sys_, n=5, steps=3)
+    assert img.dtype == torch.uint8 and img.shape == (3 * 4, 5 * 4)
+
+
+def test_runner_writes_metrics_and_figures(tmp_path):
+    cfg = {"experiment_fn": "astdp.experiments.stdp:run", "seed": 3,
+           "experiment_params": {"dt_range": 4, "windows": [5], "betas": [[0.4, 0.6]], "window_for_betas": 5}}
+    metrics = runner.run_experiment(cfg, tmp_path)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["stdp/w5_b0.4-0.6/max"] == metrics["stdp/w5_b0.4-0.6/max"]
+    assert saved["time/wall_s"] > 0 and saved["experiment/fn"] == cfg["experiment_fn"]
+    assert (tmp_path / "fig6_stdp.png").stat().st_size > 0
+
+
+def test_runner_rejects_bad_function_names():
+    with pytest.raises(ValueError, match="experiment_fn"):
+        runner.resolve("astdp.experiments.stdp")
+    with pytest.raises(ValueError, match="no function"):
+        runner.resolve("astdp.experiments.stdp:nope")
