@@ -17,8 +17,9 @@ CONF = ROOT / "conf"
 # Smallest budgets that still exercise every phase (free + clamped, val, test).
 TINY = ["learner.steps=10", "learner.free_steps=5", "learner.test_steps=10", "threads=1"]
 TOY = ["data=toy_order", "depth=toy16", "data.repeats=2", "trainer.max_epochs=1", *TINY]
-FALLBACK_MNIST = ["data=mnist", "data.download=false", "data.n_train=240", "data.val_size=40", "data.n_test=100",
-                  "data.batch_size=50", "trainer.max_epochs=1", *TINY]
+FALLBACK_DATA = ["data=mnist", "data.download=false", "data.n_train=240", "data.val_size=40", "data.n_test=100",
+                 "data.batch_size=50", "trainer.max_epochs=1", "threads=1"]
+FALLBACK_MNIST = [*FALLBACK_DATA, *TINY]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import torch
 from omegaconf import open_dict
 
 from astdp.lit.build import build_datamodule, build_module, build_trainer
-from tests.conftest import FALLBACK_MNIST, TOY, last_line
+from tests.conftest import FALLBACK_DATA, FALLBACK_MNIST, TOY, last_line
 
 REQUIRED = ("test/acc", "infer/steps", "infer/converged", "data/source", "train/samples_seen", "time/wall_s")
 
@@ -55,7 +55,7 @@ def test_mnist_fallback_end_to_end(run_script, tmp_path):
 
 
 def test_backprop_baseline_same_metrics(run_script, tmp_path):
-    run_script("train.py", *FALLBACK_MNIST, "learner=bp_ce", "logger=csv")
+    run_script("train.py", *FALLBACK_DATA, "learner=bp_ce", "logger=csv")
     m = read_metrics(run_dirs(tmp_path)[0])
     assert all(k in m for k in REQUIRED) and m["infer/steps"] == 2 and m["infer/converged"] == 1
 
