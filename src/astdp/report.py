@@ -92,6 +92,10 @@ def load_run(metrics_path: Path) -> Run:
     if experiment in (None, "null"):
         cfg = _load_yaml(hydra_dir / "config.yaml") or {}
         experiment = cfg.get("experiment_name") or cfg.get("task_name") or folder.name
+    if keys.get("experiment@_global_"):
+        # rerun one sweep job alone: select its row directly, keep the job's other overrides
+        rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+") not in ("experiment", "experiment@_global_")]
+        overrides = [f"experiment={experiment}", *rest]
     command = " ".join(["python train.py", *overrides]).strip()
     return Run(folder, str(experiment), metrics, command)
 
@@ -150,7 +154,7 @@ def build_rows(runs: list[Run]) -> list[dict[str, Any]]:
             rows.append(row(ORDER_TABLE[steps], f"Net{net}, order {order}, {steps} iterations", key, paper,
                             group, key, True))
     for exp, key, claim in TOY_ROWS:
-        rows.append(row("Figures", claim, key, None, by_exp.get(exp, []), key, False))
+        rows.append(row("Toy figures", claim, key, None, by_exp.get(exp, []), key, False))
     return rows
 
 
@@ -172,7 +176,7 @@ def to_markdown(rows: list[dict[str, Any]], runs: list[Run], root: Path, figures
         for r in rows:
             if r["table"] != table:
                 continue
-            digits = 3 if table == "Figures" else 1
+            digits = 3 if table == "Toy figures" else 1
             out.append(f"| {r['row']} | `{r['metric']}` | {_fmt(r['paper'])} | {_fmt(r['ours'], digits)} | {r['runs']} "
                        f"| {_fmt(r['samples_seen'], 0)} | {_fmt(r['wall_s'], 1)} | `{r['command']}` |")
     out.append("\n## Runs\n")
@@ -181,7 +185,7 @@ def to_markdown(rows: list[dict[str, Any]], runs: list[Run], root: Path, figures
     for r in runs:
         out.append(f"| {r.experiment} | `{r.path.relative_to(root) if r.path != root else '.'}` | `{r.command}` |")
     if figures:
-        out.append("\n## Figures\n")
+        out.append("\n## Figure files\n")
         for f in figures:
             out.append(f"![{f.stem}]({f.relative_to(root)})")
     return "\n".join(out) + "\n"
