@@ -8,6 +8,7 @@ order and shape, so both sides see the same draws.
 import pytest
 import torch
 
+from astdp.core import activations, fake_target
 from astdp.core.dynamics import Dynamics
 from astdp.core.engine import FakeTargets, Phase, Relaxer, Target, beta_tensor
 from astdp.core.network import Network, Topology
@@ -143,3 +144,19 @@ def test_short_last_batch_uses_slot_views():
     tail = state.s[:, 4:].clone()
     _compare(topo, net, dyn, plast, fake, slots, short)
     assert torch.equal(state.s[:, 4:], tail)
+
+
+@pytest.mark.parametrize("rule,k", [("algorithm1", 1.5), ("eq18", 0.4)])
+def test_engine_fake_targets_follow_fake_target_module(rule, k):
+    """The engine's in-place firing equals ``fake_target.fire`` on the same dz, running mean and draws."""
+    topo, net, dyn, plast, fake, state, phases = _setup("deep", {"fake": {"k": k, "rule": rule}})
+    hs = topo.hidden_slice
+    z, _ = activations.get(dyn.activation)(state.s)
+    dz = (z[1] - z[0])[:, hs]
+    dzm = fake.m * state.dzm[:, hs] + (1 - fake.m) * dz.abs()
+    u = torch.rand(dz.shape, generator=torch.Generator().manual_seed(3), dtype=D)
+    expected = fake_target.fire(dz, dzm, u, fake.k, fake.rule)
+    relaxer = Relaxer(net, dyn, plast, fake, generator=torch.Generator().manual_seed(3))
+    stats = relaxer.run(state, [Phase(1, phases[0].targets)], record=True)
+    assert torch.equal(stats.trace[0]["fired"], expected)
+    assert 0 < int(expected.sum()) < expected.numel()

@@ -100,7 +100,8 @@ def beta_tensor(pair: tuple[float, float], like: torch.Tensor) -> torch.Tensor:
 class _Workspace:
     """Buffers for one batch size, dtype and device, reused at every step."""
 
-    def __init__(self, n: int, batch: int, dtype: torch.dtype, device: torch.device, eps: tuple[float, float]):
+    def __init__(self, n: int, n_hidden: int, batch: int, dtype: torch.dtype, device: torch.device,
+                 eps: tuple[float, float]):
         opts = {"dtype": dtype, "device": device}
         self.z = torch.empty(2, batch, n, **opts)  # rho(s)
         self.d = torch.empty(2, batch, n, **opts)  # rho'(s)
@@ -109,9 +110,21 @@ class _Workspace:
         self.dz = torch.empty(batch, n, **opts)  # rho(s_l) - rho(s_s)
         self.a = torch.empty(2, batch, n, **opts)  # -(1 + beta) where targeted, -1 elsewhere
         self.c = torch.empty(2, batch, n, **opts)  # beta * t where targeted, 0 elsewhere
+        self.adz = torch.empty(batch, n, **opts)  # |dz|
         self.dmax = torch.empty(2, batch, **opts)
         self.eps = torch.tensor(eps, **opts).view(2, 1, 1)
         self.key = (eps,)
+        self.n_hidden = n_hidden
+        self._fake: tuple[torch.Tensor, ...] | None = None
+
+    def fake_buffers(self) -> tuple[torch.Tensor, ...]:
+        """(u, threshold, t_f, fired) of shape (B, N_hidden) and (beta * fired, t_f - s) of shape (2, B, N_hidden)."""
+        if self._fake is None:
+            batch, like = self.dz.shape[0], self.dz
+            one = [torch.empty(batch, self.n_hidden, dtype=like.dtype, device=like.device) for _ in range(4)]
+            two = [torch.empty(2, batch, self.n_hidden, dtype=like.dtype, device=like.device) for _ in range(2)]
+            self._fake = (*one, *two)
+        return self._fake
 
     def set_targets(self, topology, targets: dict[int, Target]) -> None:
         """Fold the targets of a phase into ``a`` and ``c`` (once per phase, not per step)."""
@@ -175,11 +188,11 @@ class Relaxer:
             learn = phase.learn and alpha > 0
             for _ in range(phase.steps):
                 dmax, fired = self._advance(state, ws, fake_on, alpha if learn else 0.0, track=conv is not None)
-                dz_sum.add_(torch.linalg.vector_norm(ws.dz, ord=1))
+                dz_sum.add_(ws.adz.sum())
                 if fired is not None:
                     fire_sum.add_(fired.sum())
                 if record:
-                    trace.append({"s": s.clone(), "dz": ws.dz.clone(), "fired": fired.clone() if fired is not None
+                    trace.append({"s": s.clone(), "dz": ws.dz.clone(), "fired": fired.bool() if fired is not None
                                   else torch.zeros(batch, 0, dtype=torch.bool, device=dev)})
                 step += 1
                 if conv is not None:
@@ -206,7 +219,7 @@ class Relaxer:
         ws = self._workspace(state)
         ws.set_targets(self.net.topology, targets)
         dmax, fired = self._advance(state, ws, fake_on, alpha, track)
-        return (dmax.clone() if track else None), ws.dz.clone(), fired
+        return (dmax.clone() if track else None), ws.dz.clone(), (fired.bool() if fired is not None else None)
 
     # -- internals ----------------------------------------------------------------------------------
     def _workspace(self, state: State) -> _Workspace:
@@ -216,7 +229,8 @@ class Relaxer:
         if ws is None or ws.key != (self.dyn.eps,):
             if len(self._workspaces) > 4:  # e.g. many different short last batches
                 self._workspaces.clear()
-            ws = _Workspace(s.shape[2], s.shape[1], s.dtype, s.device, self.dyn.eps)
+            hs = self.net.topology.hidden_slice
+            ws = _Workspace(s.shape[2], hs.stop - hs.start, s.shape[1], s.dtype, s.device, self.dyn.eps)
             self._workspaces[key] = ws
         return ws
 
@@ -228,6 +242,7 @@ class Relaxer:
         z, d, f, dz = ws.z, ws.d, ws.force, ws.dz
         activations.get_into(dyn.activation)(s, z, d)  # (2, B, N) each
         torch.sub(z[1], z[0], out=dz)  # (B, N), eq (15)
+        torch.abs(dz, out=ws.adz)
 
         # eq (2): W z + b for every receiving layer, both networks in one GEMM per block
         z2 = z.view(2 * batch, n)
@@ -246,14 +261,14 @@ class Relaxer:
         smooth_signal = torch.sub(f[0], s[0]).mul_(d[0]) if smooth else None  # (B, N), eq (21)-(22)
         f.addcmul_(s, ws.a).add_(ws.c)  # f = R - s + beta (t - s), eq (1) + (5)
 
-        fired = self._fake_targets(state, f, dz) if fake_on else None  # eq (16)-(18)
+        fired = self._fake_targets(state, ws) if fake_on else None  # eq (16)-(18)
 
         if dyn.momentum < 1.0:  # eq (19)-(20)
             f = state.v.mul_(1.0 - dyn.momentum).add_(f, alpha=dyn.momentum)
         s.addcmul_(f, ws.eps)  # s <- s + eps * f (or eps * v)
         dmax = None
-        if track:
-            torch.linalg.vector_norm(f, ord=float("inf"), dim=2, out=ws.dmax)
+        if track:  # rho'(s) in d is no longer needed: reuse it for |f|
+            torch.amax(torch.abs(f, out=d), dim=2, out=ws.dmax)
             dmax = ws.dmax.mul_(ws.eps.view(2, 1)).amax(dim=0)  # (B,)
 
         if alpha > 0:
@@ -263,20 +278,36 @@ class Relaxer:
                 plasticity.apply(net, smooth_signal, z[0], -self.plast.rate(self.plast.smoothing, batch))
         return dmax, fired
 
-    def _fake_targets(self, state: State, f: torch.Tensor, dz: torch.Tensor) -> torch.Tensor:
-        """Add the fake-target pull on hidden neurons to the force ``f``; returns fired (B, N_hidden)."""
+    def _fake_targets(self, state: State, ws: _Workspace) -> torch.Tensor:
+        """Add the fake-target pull on hidden neurons to the force; returns fired (B, N_hidden) as 0/1.
+
+        The same computation as :mod:`astdp.core.fake_target` (running mean, firing rule with its
+        rounding floor, ``t_f = sign(dz) t_c``), done in place in workspace buffers.
+        """
         hs = self.net.topology.hidden_slice
         fk = self.fake
-        dz_h = dz[:, hs]  # (B, N_hidden)
+        u, thr, t_f, fired, beta, pull = ws.fake_buffers()
+        dz_h, adz_h = ws.dz[:, hs], ws.adz[:, hs]  # (B, N_hidden)
         dzm = state.dzm[:, hs]
-        fake_target.update_running_mean(dzm, dz_h, fk.m)
-        u = torch.rand(dz_h.shape, generator=self.generator, dtype=dz.dtype, device=dz.device)
-        fired = fake_target.fire(dz_h, dzm, u, fk.k, fk.rule)  # (B, N_hidden)
-        t_f = fake_target.value(dz_h, fk.t_c)  # (B, N_hidden)
-        s_h = state.s[:, :, hs]  # (2, B, N_hidden)
-        beta = beta_tensor(fk.beta or self.dyn.beta, dz) * fired  # (2, B, N_hidden)
-        f[:, :, hs].addcmul_(beta, t_f - s_h)
+        dzm.mul_(fk.m).add_(adz_h, alpha=1.0 - fk.m)  # eq (18) running mean of |dz|
+        torch.rand(u.shape, generator=self.generator, dtype=u.dtype, device=u.device, out=u)
+        if fk.rule == "algorithm1":  # |dz| > u k dzm, and |dz| above the rounding floor
+            u.mul_(fk.k).mul_(dzm).clamp_min_(fake_target.DZ_FLOOR)
+            torch.gt(adz_h, u, out=fired)
+        else:  # eq18: u dzm < k |dz|, and |dz| above the rounding floor
+            torch.lt(u.mul_(dzm), torch.mul(adz_h, fk.k, out=thr), out=fired)
+            fired.mul_(torch.gt(adz_h, fake_target.DZ_FLOOR, out=thr))
+        torch.sign(dz_h, out=t_f).mul_(fk.t_c)  # eq (16)
+        torch.mul(fired, self._fake_beta(ws), out=beta)  # (2, B, N_hidden): beta where fired, else 0
+        torch.sub(t_f, state.s[:, :, hs], out=pull)  # t_f - s
+        ws.force[:, :, hs].addcmul_(beta, pull)
         return fired
+
+    def _fake_beta(self, ws: _Workspace) -> torch.Tensor:
+        pair = self.fake.beta or self.dyn.beta
+        if getattr(ws, "fake_beta_pair", None) != pair:
+            ws.fake_beta, ws.fake_beta_pair = beta_tensor(pair, ws.dz), pair
+        return ws.fake_beta
 
     def _blocks_by_post(self) -> list[list[int]]:
         t = self.net.topology

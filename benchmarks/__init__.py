@@ -1,0 +1,1 @@
+"""Speed benchmarks (run as modules, e.g. ``python -m benchmarks.relax``)."""

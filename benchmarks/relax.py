@@ -1,0 +1,357 @@
+"""Relaxation speed of the aSTDP engine against same-run matrix-product throughput.
+
+    python -m benchmarks.relax            # full run (< 5 min on 2 CPU cores)
+    python -m benchmarks.relax --quick    # fewer repeats, deep nets' batch figures estimated (< 1 min)
+    python -m benchmarks.relax --threads 1 2 --device cpu|cuda
+
+For 784-512-10 (lateral hidden layer) and the deep nets (no lateral), batch 128, float32, the
+supervised learner (T = 240: 80 free + 160 clamped steps), fake targets on, alpha = 1e-4:
+
+- training steps/s: clamped-phase steps with learning and fake targets;
+- inference steps/s: inputs clamped, no learning, convergence tracked;
+- samples/s of one full training batch (240 steps) and of test inference (starts from a state
+  settled on other data, stops once every sample has ``max|ds| < 1e-3``, at most 240 steps; the
+  steps used are shown). ``--quick`` times the full batch only for 784-512-10 and takes the deep
+  nets' as 240 training steps (marked ``~``);
+- peak memory: CPU, growth of the process's max RSS while one net is built and run (each net runs
+  in its own process); CUDA, ``torch.cuda.max_memory_allocated``;
+- matmul: plain ``torch.matmul`` on fresh operands of exactly the GEMMs one step needs: per block
+  ``(2B, span) @ (span, n_post)`` (forward, both networks) and ``(n_post, B) @ (B, span)`` (update).
+
+``train_step_ratio`` = achieved FLOP/s / matmul FLOP/s, counting only connected-block FLOPs
+(``2 * 2B * n_post * span`` forward + ``2 * B * n_post * span`` update per block), i.e. the matmul
+time of one step divided by the engine's time per step. Engine and matmul chunks alternate, and
+each figure is the best of the repeats, so that load from other processes hits both alike; the
+median of the paired ratios is reported beside it, and the ratio of process CPU times
+(``ratio cpu``), which time lost to other processes does not inflate. For 784-512-10 the same ratio is also taken
+with fake targets off (their cost is a uniform draw per hidden neuron and step, which no GEMM
+count includes), and the dense reference step of the tests (``tests/reference.py``) is timed in
+the same run for the speedup column (``ref x``).
+
+Worker processes run with ``OMP_WAIT_POLICY=PASSIVE`` unless told otherwise: on a machine shared
+with other busy processes, OpenMP threads that spin while waiting stall every parallel region
+(two-thread figures drop by 10x or more, matmul included).
+
+The last line printed is one JSON object with all figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+NETS = {  # name: (hidden sizes, lateral)
+    "784-512-10": ([512], True),
+    "784-512-512-10": ([512, 512], False),
+    "784-512-512-512-10": ([512, 512, 512], False),
+    "784-500-500-500-10": ([500, 500, 500], False),
+}
+MAIN = "784-512-10"
+BATCH, STEPS, FREE_STEPS, TOL = 128, 240, 80, 1e-3
+
+
+def cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return platform.processor() or "unknown"
+
+
+def device_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name(0)
+    return f"{cpu_name()}, {os.cpu_count()} logical cores"
+
+
+# -- measured pieces ------------------------------------------------------------------------------------
+class Bench:
+    """One net on one device: the system, its data, and timers."""
+
+    def __init__(self, net_name: str, device: str, engine: str | None, seed: int = 0):
+        from astdp.factory import build_system
+
+        hidden, lateral = NETS[net_name]
+        self.device = torch.device(device)
+        self.sys = build_system({}, {"name": "supervised", "alpha": 1e-4, "steps": STEPS, "free_steps": FREE_STEPS},
+                                {"hidden": hidden, "lateral": lateral}, 784, 10, BATCH, seed=seed, device=device)
+        if engine:  # another implementation of the same Relaxer API, e.g. an older engine
+            r = self.sys.relaxer
+            self.sys.relaxer = importlib.import_module(engine).Relaxer(r.net, r.dyn, r.plast, r.fake,
+                                                                        generator=r.generator)
+        g = torch.Generator().manual_seed(seed + 1)
+        self.x = [torch.rand(BATCH, 784, generator=g).to(device) for _ in range(2)]
+        self.y = [torch.randint(0, 10, (BATCH,), generator=g).to(device) for _ in range(2)]
+        t = self.sys.topology
+        shapes = [(t.sizes[b.post], b.hi - b.lo) for b in t.blocks]  # (n_post, span)
+        self.flops_fwd = sum(2 * 2 * BATCH * n * span for n, span in shapes)
+        self.flops_upd = sum(2 * BATCH * n * span for n, span in shapes)
+        opts = {"device": self.device}
+        self.mm_fwd = [(torch.rand(2 * BATCH, span, **opts), torch.rand(span, n, **opts)) for n, span in shapes]
+        self.mm_upd = [(torch.rand(n, BATCH, **opts), torch.rand(BATCH, span, **opts)) for n, span in shapes]
+        learner = self.sys.learner
+        self.train_phase = learner.phases(self.x[0], self.y[0])[-1]  # clamped phase: inputs + labels
+        self.infer_targets = [learner.input_target(self.x[1])]
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def timed(self, fn) -> float:
+        """Wall-clock seconds of ``fn()``; the process CPU seconds go to ``self.cpu``."""
+        self.sync()
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        self.sync()
+        self.cpu = time.process_time() - c0
+        return time.perf_counter() - t0
+
+    def train_steps(self, k: int) -> float:
+        from astdp.core.engine import Phase
+
+        return self.timed(lambda: self.sys.relaxer.run(self.sys.train_state, [Phase(k, self.train_phase.targets)]))
+
+    def train_steps_without_fake(self, k: int) -> float:
+        fake = self.sys.relaxer.fake
+        enabled, fake.enabled = fake.enabled, False
+        try:
+            return self.train_steps(k)
+        finally:
+            fake.enabled = enabled
+
+    def infer_steps(self, k: int) -> float:
+        from astdp.core.engine import Phase
+
+        phase = Phase(k, self.infer_targets, learn=False)
+        return self.timed(lambda: self.sys.relaxer.run(self.sys.eval_state, [phase], alpha=0.0, fake_on=False,
+                                                       track_tol=TOL))
+
+    def matmul_steps(self, k: int) -> tuple[float, float]:
+        def fwd():
+            for _ in range(k):
+                for a, b in self.mm_fwd:
+                    torch.matmul(a, b)
+
+        def upd():
+            for _ in range(k):
+                for a, b in self.mm_upd:
+                    torch.matmul(a, b)
+
+        t_fwd = self.timed(fwd)
+        c_fwd = self.cpu
+        t_upd = self.timed(upd)
+        self.cpu += c_fwd
+        return t_fwd, t_upd
+
+    def full_batch(self) -> float:
+        return self.timed(lambda: self.sys.train_batch(self.x[0], self.y[0]))
+
+    def test_inference(self) -> tuple[float, int]:
+        self.sys.infer(self.x[1], stop_when_converged=True, tol=TOL)  # state settled on other data
+        out = {}
+
+        def go():
+            out["stats"] = self.sys.infer(self.x[0], stop_when_converged=True, tol=TOL)[1]
+
+        return self.timed(go), out["stats"].steps
+
+    def reference_steps(self, k: int) -> float | None:
+        try:
+            from tests.reference import DenseNet, RefState, reference_step
+        except ImportError:  # run from outside the repository root
+            return None
+        sysm = self.sys
+        t = sysm.topology
+        net = DenseNet.of(sysm.net)
+        st = sysm.train_state
+        ref = RefState(st.s.clone(), st.v.clone(), st.dzm.clone())
+        slices = [t.slice(layer) for layer in range(t.n_layers)]
+        gen = torch.Generator(self.device).manual_seed(0)
+        r = sysm.relaxer
+
+        def go():
+            for _ in range(k):
+                reference_step(net, ref, t.hidden_slice, self.train_phase.targets, r.dyn, r.plast, r.fake,
+                               r.plast.alpha, r.fake.enabled, gen, slices)
+
+        return self.timed(go)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def measure(net_name: str, threads: int, args, first: bool) -> dict:
+    """All figures for one net at one thread count (run inside a worker process)."""
+    torch.set_num_threads(threads)
+    quick, device = args.quick, args.device
+    main = net_name == MAIN
+    repeats, k = (10, 2) if quick else (25, 2)  # short alternating chunks: both sides see the same load
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    rss0 = peak_rss_mib()
+    bench = Bench(net_name, device, args.engine)
+    bench.train_steps(2)
+    bench.infer_steps(2)
+    bench.matmul_steps(1)
+    res: dict = {"threads": threads}
+
+    full = not quick or main
+    if full:
+        t_batch = min(bench.full_batch() for _ in range(1 if quick else 2))
+        t_test, test_steps = min(bench.test_inference() for _ in range(1 if quick else 2))
+    if first:  # memory of building and running this net, taken before the timing loops
+        if device == "cuda":
+            res["peak_mem_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            res["peak_mem_mib"] = peak_rss_mib() - rss0
+
+    train, infer, fwd, upd, ratios, nofake, cpu_train, cpu_mm = [], [], [], [], [], [], [], []
+    for _ in range(repeats):
+        if main:
+            nofake.append(bench.train_steps_without_fake(k) / k)
+        tt = bench.train_steps(k)
+        cpu_train.append(bench.cpu)
+        ti = bench.infer_steps(k)
+        tf, tu = bench.matmul_steps(k)
+        cpu_mm.append(bench.cpu)
+        train.append(tt / k)
+        infer.append(ti / k)
+        fwd.append(tf / k)
+        upd.append(tu / k)
+        ratios.append((tf + tu) / tt)
+    t_train, t_infer, t_fwd, t_upd = min(train), min(infer), min(fwd), min(upd)
+    t_mm = min(f + u for f, u in zip(fwd, upd))
+    flops = bench.flops_fwd + bench.flops_upd
+    res.update({
+        "train_steps_per_s": 1.0 / t_train,
+        "infer_steps_per_s": 1.0 / t_infer,
+        "engine_gflops": flops / t_train / 1e9,
+        "matmul_gflops": flops / t_mm / 1e9,
+        "train_step_ratio": t_mm / t_train,
+        "train_step_ratio_median_pair": statistics.median(ratios),
+        "train_step_ratio_cpu_time": min(cpu_mm) / min(cpu_train),  # process CPU time: blind to preemption
+        "infer_step_ratio": t_fwd / t_infer,  # forward GEMMs only
+        "step_ms": t_train * 1e3,
+        "matmul_step_ms": t_mm * 1e3,
+        "flops_per_step": flops,
+    })
+    if full:
+        res.update({"train_samples_per_s": BATCH / t_batch, "test_samples_per_s": BATCH / t_test,
+                    "test_steps": test_steps, "estimated": False})
+    else:  # quick run, deep nets: a full batch is STEPS training steps, test inference at most STEPS steps
+        res.update({"train_samples_per_s": BATCH / (STEPS * t_train), "test_samples_per_s": BATCH / (STEPS * t_infer),
+                    "test_steps": STEPS, "estimated": True})
+    if main:
+        res["train_step_ratio_without_fake"] = t_mm / min(nofake)
+        ref = [bench.reference_steps(2) for _ in range(2 if quick else 3)]
+        if ref[0] is not None:
+            t_ref = min(ref) / 2
+            res["reference_step_ms"] = t_ref * 1e3
+            res["reference_speedup"] = t_ref / t_train
+    return res
+
+
+def worker(args) -> None:
+    out = {}
+    for i, threads in enumerate(args.threads):
+        out[threads] = measure(args.worker, threads, args, first=i == 0)
+    print("RESULT " + json.dumps(out))
+
+
+# -- driver -----------------------------------------------------------------------------------------------
+def table(results: dict, threads: list[int]) -> str:
+    head = ("net", "thr", "train st/s", "infer st/s", "train smp/s", "test smp/s (steps)", "peak MiB",
+            "matmul GF/s", "engine GF/s", "ratio", "ratio med", "ratio cpu", "ref x")
+    rows = [head]
+    for name, by_thr in results.items():
+        for thr in threads:
+            r = by_thr[str(thr)]
+            est = "~" if r["estimated"] else ""
+            rows.append((
+                name, str(thr), f"{r['train_steps_per_s']:.1f}", f"{r['infer_steps_per_s']:.1f}",
+                f"{est}{r['train_samples_per_s']:.1f}", f"{est}{r['test_samples_per_s']:.0f} ({r['test_steps']})",
+                f"{r['peak_mem_mib']:.0f}" if "peak_mem_mib" in r else "", f"{r['matmul_gflops']:.1f}",
+                f"{r['engine_gflops']:.1f}", f"{r['train_step_ratio']:.2f}", f"{r['train_step_ratio_median_pair']:.2f}",
+                f"{r['train_step_ratio_cpu_time']:.2f}",
+                f"{r['reference_speedup']:.1f}" if "reference_speedup" in r else "",
+            ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="fewer repeats; deep nets' full-batch figure from step rates")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch CPU thread counts (default: 1 2)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
+    p.add_argument("--engine", default=None, help="module providing another Relaxer to time instead (same API)")
+    p.add_argument("--omp-wait-policy", default="PASSIVE", choices=("PASSIVE", "ACTIVE", "inherit"),
+                   help="OMP_WAIT_POLICY of the measuring processes (default PASSIVE: on a shared machine, spinning "
+                        "OpenMP threads stall every parallel region; 'inherit' keeps the environment's)")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            p.error("--device cuda: no CUDA device")
+        args.threads = args.threads[:1]
+    if args.worker:
+        return worker(args)
+
+    t0 = time.perf_counter()
+    env = dict(os.environ)
+    if args.omp_wait_policy != "inherit":
+        env["OMP_WAIT_POLICY"] = args.omp_wait_policy
+    wait_policy = env.get("OMP_WAIT_POLICY", "unset")
+    print(f"device: {device_name(args.device)}; torch {torch.__version__}; threads {args.threads}; "
+          f"OMP_WAIT_POLICY={wait_policy}; batch {BATCH}; T = {STEPS}; float32; "
+          f"{'quick' if args.quick else 'full'} run" + (f"; engine {args.engine}" if args.engine else ""), flush=True)
+    results = {}
+    for name in args.nets:  # one process per net: a clean max-RSS baseline for its peak memory
+        cmd = [sys.executable, "-m", "benchmarks.relax", "--worker", name, "--device", args.device,
+               "--threads", *map(str, args.threads)] + (["--quick"] if args.quick else [])
+        cmd += ["--engine", args.engine] if args.engine else []
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode != 0 or not line:
+            sys.stderr.write(proc.stderr)
+            raise SystemExit(f"benchmark worker for {name} failed")
+        results[name] = json.loads(line[-1][len("RESULT "):])
+        print(f"  {name}: done ({time.perf_counter() - t0:.0f} s)", flush=True)
+    print(table(results, args.threads))
+    summary = {"device": device_name(args.device), "torch": torch.__version__, "threads": args.threads,
+               "omp_wait_policy": wait_policy, "quick": args.quick, "batch": BATCH, "engine": args.engine or "astdp.core.engine",
+               "seconds": round(time.perf_counter() - t0, 1)}
+    if MAIN in results:
+        for thr in args.threads:
+            r = results[MAIN][str(thr)]
+            summary[f"train_step_ratio_{thr}t"] = round(r["train_step_ratio"], 3)
+            summary[f"infer_step_ratio_{thr}t"] = round(r["infer_step_ratio"], 3)
+            summary[f"train_step_ratio_without_fake_{thr}t"] = round(r["train_step_ratio_without_fake"], 3)
+            summary[f"train_step_ratio_cpu_time_{thr}t"] = round(r["train_step_ratio_cpu_time"], 3)
+            if "reference_speedup" in r:
+                summary[f"reference_speedup_{thr}t"] = round(r["reference_speedup"], 1)
+        summary["train_step_ratio"] = summary[f"train_step_ratio_{args.threads[0]}t"]
+    summary["nets"] = {name: {f"{thr}t": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
+                              for thr, r in ((int(t), r) for t, r in by.items())} for name, by in results.items()}
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
