@@ -113,7 +113,7 @@ class _Workspace:
         self.adz = torch.empty(batch, n, **opts)  # |dz|
         self.dmax = torch.empty(2, batch, **opts)
         self.eps = torch.tensor(eps, **opts).view(2, 1, 1)
-        self.key = (eps,)
+        self.key = (eps, n_hidden)
         self.n_hidden = n_hidden
         self._fake: tuple[torch.Tensor, ...] | None = None
 
@@ -226,10 +226,10 @@ class Relaxer:
         s = state.s
         key = (s.shape[1], s.shape[2], s.dtype, s.device)
         ws = self._workspaces.get(key)
-        if ws is None or ws.key != (self.dyn.eps,):
+        hs = self.net.topology.hidden_slice
+        if ws is None or ws.key != (self.dyn.eps, hs.stop - hs.start):
             if len(self._workspaces) > 4:  # e.g. many different short last batches
                 self._workspaces.clear()
-            hs = self.net.topology.hidden_slice
             ws = _Workspace(s.shape[2], hs.stop - hs.start, s.shape[1], s.dtype, s.device, self.dyn.eps)
             self._workspaces[key] = ws
         return ws
