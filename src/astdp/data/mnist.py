@@ -69,7 +69,8 @@ def try_download(root: str | Path, timeout: float = 10.0) -> str | None:
             torchvision.datasets.MNIST(str(root), train=False, download=True)
         return None
     except Exception as e:  # noqa: BLE001 - any failure means "no download"; the reason is reported
-        return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        return lines[-1] if lines else type(e).__name__  # the last line holds the network error
     finally:
         socket.setdefaulttimeout(old)
 

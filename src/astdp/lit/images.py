@@ -46,3 +46,17 @@ def save_png(arr: np.ndarray, path: str | Path) -> None:
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr).save(path)
+
+
+def generation_figure(system: System, params: dict, seed: int, out_dir: str | Path, logger=None) -> Path:
+    """Figure 2 after training (the ``generation:`` key of an experiment): a uint8 grid, labels x samples."""
+    from astdp.experiments.generation import grid as generation_grid
+
+    arr = generation_grid(system, n=int(params.get("samples_per_label", 8)), steps=int(params.get("steps", 160)),
+                          init_scale=float(params.get("init_scale", 1.0)), seed=seed)
+    arr = arr.numpy() if hasattr(arr, "numpy") else np.asarray(arr)
+    path = Path(out_dir) / "generated.png"
+    save_png(arr, path)
+    if logger is not None and hasattr(logger, "log_image"):
+        logger.log_image(key="test/generated", images=[arr])
+    return path

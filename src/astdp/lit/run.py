@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from astdp.data.mnist import DataError
+from astdp.lit import images
 from astdp.lit import metrics as M
 from astdp.lit.build import (build_datamodule, build_logger, build_module, build_trainer, finish_logger, plain)
 from astdp.lit.config import ConfigError, validate
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 USER_ERRORS = (ConfigError, DataError)
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*`training_step` returns `None`.*")
+warnings.filterwarnings("ignore", ".*isinstance\(treespec, LeafSpec\).*")
 
 
 def guarded(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
@@ -46,7 +48,6 @@ def _setup(cfg: DictConfig):
     dm = build_datamodule(cfg)
     dm.prepare_data()
     dm.setup("fit")
-    log.info("%s", dm.describe())
     return module, dm
 
 
@@ -77,6 +78,8 @@ def train(cfg: DictConfig) -> dict:
         trainer = build_trainer(cfg, logger)
         trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
         trainer.test(module, datamodule=dm, verbose=False)
+        if cfg.get("generation") and hasattr(module, "system"):
+            images.generation_figure(module.system, plain(cfg.generation), int(cfg.seed), cfg.output_dir, logger or None)
         metrics = _final(trainer, module, dm, start)
     finally:
         finish_logger()
