@@ -22,7 +22,7 @@ DYNAMICS_KEYS = ("activation", "eps", "beta", "beta_input", "beta_output", "mome
 LEARNER_KEYS = ("steps", "input_low", "input_high", "label_low", "label_high")
 LEARNER_EXTRA = {
     "supervised": ("free_steps",),
-    "self_supervised": ("free_steps", "square", "cover_value", "stage"),
+    "self_supervised": ("free_steps", "square", "cover_value", "stage", "pretrain_batches"),
     "unsupervised": (),
     "generation": (),
 }

@@ -34,3 +34,19 @@ def test_four_patterns_unsupervised_reconstructs_every_pattern(seed):
     out, stats = sysm.infer(eye, 160)
     assert torch.equal(out.argmax(1), torch.arange(4))
     assert bool(stats.converged.all())
+
+
+def test_self_supervised_switches_to_readout_and_then_trains_only_label_blocks():
+    learner = {"name": "self_supervised", "alpha": 1e-3, "steps": 6, "free_steps": 3, "square": 2,
+               "pretrain_batches": 2}
+    sysm = build_system(MODEL, learner, {"hidden": [5]}, 16, 3, batch_size=2, seed=0)
+    out_blocks = set(sysm.net.blocks_touching(sysm.topology.output_layer))
+    x, y = torch.rand(2, 16), torch.tensor([0, 2])
+    for _ in range(2):
+        sysm.train_batch(x, y)
+    assert all(float(sysm.net.weights[k].abs().sum()) == 0.0 for k in out_blocks)  # labels take no part
+    frozen = {k: sysm.net.weights[k].clone() for k in range(len(sysm.net.weights)) if k not in out_blocks}
+    sysm.train_batch(x, y)
+    assert sysm.learner.stage == "readout"
+    assert all(float(sysm.net.weights[k].abs().sum()) > 0.0 for k in out_blocks)
+    assert all(torch.equal(w, sysm.net.weights[k]) for k, w in frozen.items())

@@ -6,7 +6,9 @@ that gray level) for ``free_steps``, then targeted with their true values. The l
 no part (its blocks are zero and frozen).
 
 Stage ``readout``: input->hidden and hidden->hidden weights are frozen; the output blocks are
-initialised and trained with plain Algorithm 2 (:class:`~astdp.learners.supervised.Supervised`).
+initialised ("add output neurons") and trained with plain Algorithm 2
+(:class:`~astdp.learners.supervised.Supervised`). With ``pretrain_batches`` set, one run does both:
+the learner switches from ``pretrain`` to ``readout`` after that many training batches.
 """
 
 from __future__ import annotations
@@ -22,18 +24,25 @@ class SelfSupervised(Supervised):
     name = "self_supervised"
 
     def __init__(self, *args, square: int = 10, image_size: int = 28, cover_value: float | None = None,
-                 stage: str = "pretrain", generator: torch.Generator | None = None, **kwargs) -> None:
+                 stage: str = "pretrain", pretrain_batches: int | None = None,
+                 generator: torch.Generator | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if stage not in ("pretrain", "readout"):
             raise ValueError(f"learner.stage must be 'pretrain' or 'readout', got {stage!r}")
         if not 0 < square <= image_size:
             raise ValueError(f"learner.square must lie in (0, {image_size}], got {square}")
         self.square, self.image_size, self.cover_value = int(square), int(image_size), cover_value
+        if pretrain_batches is not None and pretrain_batches < 0:
+            raise ValueError(f"learner.pretrain_batches must be >= 0 or null, got {pretrain_batches}")
         self.stage = stage
+        self.pretrain_batches = pretrain_batches
+        self.batches_seen = 0
         self.generator = generator
+        self._net: Network | None = None
 
     def prepare(self, net: Network) -> None:
         """Freeze what this stage must not learn (call once before training)."""
+        self._net = net
         out_layer = self.topology.output_layer
         out_blocks = set(net.blocks_touching(out_layer))
         if self.stage == "pretrain":
@@ -57,7 +66,18 @@ class SelfSupervised(Supervised):
              & (cols >= c.view(-1, 1, 1)) & (cols < (c + sq).view(-1, 1, 1)))
         return m.view(batch, -1).to(device)
 
+    def start_readout(self) -> None:
+        """Switch to the readout stage: fresh output blocks, everything else frozen."""
+        self.stage = "readout"
+        net = self._net
+        for k in net.blocks_touching(self.topology.output_layer):
+            net.reinit_block(k, self.generator)
+        self.prepare(net)
+
     def phases(self, x, y):
+        if self.stage == "pretrain" and self.pretrain_batches is not None and self.batches_seen >= self.pretrain_batches:
+            self.start_readout()
+        self.batches_seen += 1
         if self.stage == "readout":
             return super().phases(x, y)
         clamped = self.input_target(x)
