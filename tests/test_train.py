@@ -64,7 +64,7 @@ def test_backprop_baseline_same_metrics(run_script, tmp_path):
 
 @pytest.mark.parametrize("override,message", [
     ("model.beta=[0.5,0.4]", "error: model.beta must satisfy 0 <= beta_small <= beta_large, got [0.5, 0.4]"),
-    ("learner.free_steps=300", "error: learner.free_steps must be an integer in [0, learner.steps=240], got 300"),
+    ("learner.free_steps=300", "error: learner.free_steps must be an integer in [0, learner.steps=80], got 300"),
 ])
 def test_bad_value_is_one_line_on_stderr(run_script, override, message):
     proc = run_script("train.py", override, check=False)
