@@ -49,6 +49,7 @@ p.add_argument("--seed", type=int, default=0)
 p.add_argument("--epochs", type=int, default=1)
 p.add_argument("--lr_decay", type=float, default=1.0)
 p.add_argument("--root", default="data")
+p.add_argument("--lateral", type=int, default=None)
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(a.seed)
@@ -58,7 +59,7 @@ Xt, Yt = splits["test"]
 a.n_test = min(a.n_test, len(Yt))
 g = torch.Generator().manual_seed(a.seed)
 perm = torch.randperm(len(Y), generator=g)[: a.n_train]
-topo = Topology.build(784, a.hidden, 10)
+topo = Topology.build(784, a.hidden, 10, None if a.lateral is None else bool(a.lateral))
 dyn = Dynamics(activation=a.act, eps=a.eps, beta=a.beta, beta_input=a.beta_in, beta_output=a.beta_out, momentum=a.mom)
 kw = dict(steps=a.steps, input_low=a.in_lo, input_high=a.in_hi, label_low=a.lab_lo, label_high=a.lab_hi)
 if a.learner in ("supervised",): kw["free_steps"] = a.free

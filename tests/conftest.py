@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+import astdp  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 import torch
 
 torch.set_num_threads(1)

@@ -138,6 +138,8 @@ def evaluate(cfg: DictConfig) -> dict:
             if len(budgets) > 1:
                 metrics.update({f"{k}@{b}": v for k, v in res.items()})
             metrics.update(res)
+        if cfg.get("generation") and hasattr(module, "system"):
+            images.generation_figure(module.system, plain(cfg.generation), int(run.seed), cfg.output_dir, logger or None)
         metrics.update({M.DATA_SOURCE: dm.source, M.TRAIN_SAMPLES: int(module.samples_seen),
                         M.WALL: time.perf_counter() - start})
     finally:
