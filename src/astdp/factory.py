@@ -64,7 +64,8 @@ def build_system(
     topology = build_topology(depth, n_in, n_out)
     dynamics = build_dynamics(model)
     plasticity = Plasticity(alpha=float(learner.get("alpha", 1e-4)), reduction=model.get("reduction", "sum"),
-                            smoothing=float(model.get("smoothing", 0.0)))
+                            smoothing=float(model.get("smoothing", 0.0)),
+                            alpha_decay=float(learner.get("alpha_decay", 1.0)))
     kwargs = _pick(learner, LEARNER_KEYS + LEARNER_EXTRA[name])
     if name == "self_supervised":
         kwargs["image_size"] = image_size or int(round(n_in ** 0.5))

@@ -58,6 +58,16 @@ class System:
         state = self.train_state.slots(x.shape[0])
         return self.relaxer.run(state, self.learner.phases(x, y))
 
+    def diverged(self, limit: float = 1e3) -> str | None:
+        """Why the training state or the weights have blown up (``|s| > limit`` or not finite), else None."""
+        s_max = float(self.train_state.s.abs().max())
+        if not s_max <= limit:  # also catches NaN
+            return f"|s| reached {s_max:.3g} (limit {limit:g})"
+        w_max = max(float(w.abs().max()) for w in self.net.weights)
+        if not w_max < float("inf"):
+            return "the weights are no longer finite"
+        return None
+
     def output(self, state: State) -> torch.Tensor:
         return state.s[self.readout][:, self.topology.slice(self.topology.output_layer)]
 

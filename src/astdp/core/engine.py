@@ -170,7 +170,7 @@ class Relaxer:
         record: bool = False,
         check_every: int = 1,
     ) -> RunStats:
-        alpha = self.plast.alpha if alpha is None else alpha
+        alpha = self.plast.current_alpha if alpha is None else alpha
         fake_on = self.fake.enabled if fake_on is None else fake_on
         s = state.s
         batch = s.shape[1]

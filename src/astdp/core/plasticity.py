@@ -35,14 +35,22 @@ class Plasticity:
     alpha: float = 1e-4  # learning rate of eq (15), >= 0
     reduction: str = "sum"  # over the batch: "sum" | "mean"
     smoothing: float = 0.0  # gamma of eq (23), >= 0 (0 = off)
+    alpha_decay: float = 1.0  # alpha is multiplied by this once per epoch, in (0, 1]
+    epoch: int = 0  # set by the training loop; the rate in use is alpha * alpha_decay ** epoch
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.alpha_decay <= 1.0:
+            raise ValueError(f"learner.alpha_decay must lie in (0, 1], got {self.alpha_decay}")
         if self.alpha < 0:
             raise ValueError(f"learner.alpha must be >= 0, got {self.alpha}")
         if self.reduction not in REDUCTIONS:
             raise ValueError(f"model.reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
         if self.smoothing < 0:
             raise ValueError(f"model.smoothing must be >= 0, got {self.smoothing}")
+
+    @property
+    def current_alpha(self) -> float:
+        return self.alpha * self.alpha_decay ** self.epoch
 
     def rate(self, rate: float, batch: int) -> float:
         return rate / batch if self.reduction == "mean" else rate

@@ -34,6 +34,10 @@ class NoOpOptimizer(torch.optim.Optimizer):
         return closure() if closure is not None else None
 
 
+class DivergenceError(RuntimeError):
+    """The training state blew up: a user-facing one-line error (the learning rate is too high)."""
+
+
 class AstdpLitModule(LightningModule):
     def __init__(
         self,
@@ -96,11 +100,20 @@ class AstdpLitModule(LightningModule):
         self._bind()
         x, y = batch
         stats = self.system.train_batch(x, y)
+        why = self.system.diverged()
+        if why is not None:
+            raise DivergenceError(
+                f"training diverged at batch {self.global_step} ({why}) with learner.alpha="
+                f"{self.system.relaxer.plast.current_alpha:.3g}: lower learner.alpha or set learner.alpha_decay < 1; "
+                f"checkpoints written so far are kept")
         self.optimizers().step()  # counts this batch in global_step; weights changed in train_batch
         self.samples_seen += x.shape[0]
         self.log(M.TRAIN_COST, M.visible_cost(self.system, x, y), prog_bar=True, batch_size=x.shape[0])
         self.log_dict({M.TRAIN_DZ: stats.dz_abs, M.TRAIN_FAKE: stats.fake_rate,
                        M.TRAIN_SAMPLES: self.samples_seen.float()}, batch_size=x.shape[0])
+
+    def on_train_epoch_start(self) -> None:
+        self.system.relaxer.plast.epoch = self.current_epoch  # learner.alpha_decay schedule
 
     def on_train_epoch_end(self) -> None:
         self._bind()

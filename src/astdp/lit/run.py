@@ -18,9 +18,10 @@ from astdp.lit import images
 from astdp.lit import metrics as M
 from astdp.lit.build import (build_datamodule, build_logger, build_module, build_trainer, finish_logger, plain)
 from astdp.lit.config import ConfigError, validate
+from astdp.lit.module import DivergenceError
 
 log = logging.getLogger(__name__)
-USER_ERRORS = (ConfigError, DataError)
+USER_ERRORS = (ConfigError, DataError, DivergenceError)
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*`training_step` returns `None`.*")
 warnings.filterwarnings("ignore", ".*isinstance\(treespec, LeafSpec\).*")
