@@ -10,13 +10,6 @@ from astdp.experiments.toy import model_cfg
 from astdp.factory import build_system
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # -- STDP (Figure 6) ------------------------------------------------------------------------------
 def test_stdp_curve_has_potentiation_then_depression_lobes():

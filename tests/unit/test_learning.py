@@ -13,13 +13,6 @@ MODEL = {"activation": "sigmoid4_centered", "beta_input": [1.0, 1.0], "beta_outp
          "fake_target": {"enabled": True}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_four_patterns_unsupervised_reconstructs_every_pattern(seed):
