@@ -13,7 +13,6 @@ MODEL = {"activation": "sigmoid4_centered", "beta_input": [1.0, 1.0], "beta_outp
          "fake_target": {"enabled": True}}
 
 
-
 @pytest.mark.parametrize("seed", [0, 1])
 def test_four_patterns_unsupervised_reconstructs_every_pattern(seed):
     """Algorithm 1 on the 4 one-hot patterns (label one-hot = pattern); clamping a pattern on the
