@@ -58,8 +58,12 @@ class System:
         state = self.train_state.slots(x.shape[0])
         return self.relaxer.run(state, self.learner.phases(x, y))
 
-    def diverged(self, limit: float = 1e3) -> str | None:
-        """Why the training state or the weights have blown up (``|s| > limit`` or not finite), else None."""
+    def diverged(self, limit: float = 10.0) -> str | None:
+        """Why the training state or the weights have blown up, else None.
+
+        Healthy states stay within about +-2 (targets and fake targets are at most 1 and t_c);
+        ``|s| > limit`` means the relaxation has become unstable.
+        """
         s_max = float(self.train_state.s.abs().max())
         if not s_max <= limit:  # also catches NaN
             return f"|s| reached {s_max:.3g} (limit {limit:g})"

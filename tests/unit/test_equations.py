@@ -185,3 +185,13 @@ def test_states_persist_between_batches():
         sysm.train_batch(x, y)
     assert torch.equal(starts[1], ends[0]) and torch.equal(starts[2], ends[1])
     assert not torch.equal(starts[1], starts[0])
+
+
+def test_divergence_is_detected():
+    sysm = _toy_system(0)
+    assert sysm.diverged() is None
+    sysm.relaxer.plast.alpha = 50.0  # far too high: the states blow up within a few batches
+    x, y = torch.eye(4), torch.arange(4)
+    for _ in range(5):
+        sysm.train_batch(x, y)
+    assert "|s| reached" in (sysm.diverged() or "")
