@@ -233,7 +233,7 @@ def measure(net_name: str, threads: int, args, first: bool) -> dict:
         fwd.append(tf / k)
         upd.append(tu / k)
         ratios.append((tf + tu) / tt)
-    t_train, t_infer, t_fwd, t_upd = min(train), min(infer), min(fwd), min(upd)
+    t_train, t_infer, t_fwd = min(train), min(infer), min(fwd)
     t_mm = min(f + u for f, u in zip(fwd, upd))
     flops = bench.flops_fwd + bench.flops_upd
     res.update({

@@ -167,7 +167,7 @@ def _fmt(v: Any, digits: int = 1) -> str:
 
 
 def to_markdown(rows: list[dict[str, Any]], runs: list[Run], root: Path, figures: list[Path]) -> str:
-    out = [f"# Paper vs ours\n", f"Runs found under `{root}`: {len(runs)}. Accuracies in %, steps from a data change "
+    out = ["# Paper vs ours\n", f"Runs found under `{root}`: {len(runs)}. Accuracies in %, steps from a data change "
            "until `max|ds| < tol`. Several runs of one experiment are averaged (`runs`).\n"]
     for table in dict.fromkeys(r["table"] for r in rows):
         out.append(f"\n## {table}\n")

@@ -18,11 +18,6 @@ RULES = ("algorithm1", "eq18")
 DZ_FLOOR = 1e-9  # |dz| at or below this is rounding noise, not a signal
 
 
-def update_running_mean(dzm: torch.Tensor, dz: torch.Tensor, m: float) -> torch.Tensor:
-    """In place: ``dzm <- m dzm + (1 - m) |dz|``."""
-    return dzm.mul_(m).add_(dz.abs(), alpha=1.0 - m)
-
-
 def fire(dz: torch.Tensor, dzm: torch.Tensor, u: torch.Tensor, k: float, rule: str = "algorithm1",
          floor: float = DZ_FLOOR) -> torch.Tensor:
     """Boolean (B, N_hidden): which fake targets act this step.

@@ -137,9 +137,6 @@ class Topology:
         mask.fill_diagonal_(False)
         return mask
 
-    def n_connections(self) -> int:
-        return int(self.connected_mask().sum())
-
 
 @dataclass
 class Network:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from astdp.core.engine import Phase, Target, beta_tensor
+from astdp.core.engine import Phase, Target
 from astdp.core.network import Network
 from astdp.learners.supervised import Supervised
 
@@ -90,9 +90,3 @@ class SelfSupervised(Supervised):
         free = Target(clamped.layer, value, free_beta)
         out = [Phase(self.free_steps, [free])] if self.free_steps else []
         return out + [Phase(self.steps - self.free_steps, [clamped])]
-
-    def inpaint_phases(self, x: torch.Tensor, covered: torch.Tensor) -> list[Phase]:
-        """Testing the pretext task: uncovered pixels clamped, covered ones free, no learning."""
-        t = self.input_target(x)
-        beta = beta_tensor(self.dynamics.input_beta, x) * (1.0 - covered.to(x.dtype))
-        return [Phase(self.steps, [Target(t.layer, t.value, beta)], learn=False)]
