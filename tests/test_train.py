@@ -140,3 +140,19 @@ def test_full_mnist_smoke(run_script, tmp_path):
     run_script("train.py", f"data.root={SHARED_MNIST}", "data.allow_fallback=false", "data.n_train=600",
                "data.val_size=100", "data.n_test=200", "logger=csv", *TINY)
     assert read_metrics(run_dirs(tmp_path)[0])["data/source"] == "mnist"
+
+
+MNIST_EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")
+                           if "experiment_fn" not in p.read_text() and "MULTIRUN" not in p.read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MNIST_EXPERIMENTS)
+def test_each_mnist_experiment_runs_a_tiny_version(run_script, name):
+    """Every table row on a few hundred fallback digits with a handful of steps (the toy
+    experiments, which are functions, run on tiny budgets in tests/unit/test_experiments.py)."""
+    extra = ["learner.pretrain_batches=1"] if name == "table1_self_supervised" else []
+    tiny = [] if name.startswith("table1_bp") else [a for a in TINY if not (name.endswith("unsupervised") and "free" in a)]
+    proc = run_script("train.py", f"experiment={name}", "logger=none", *FALLBACK_DATA, *tiny, *extra,
+                      "trainer.max_epochs=1", "data.max_epochs=1")
+    assert "test/acc=" in last_line(proc.stdout)
