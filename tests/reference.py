@@ -2,7 +2,7 @@
 
 This is the yardstick the fast engine (``astdp.core.engine``) is checked against: one dense
 (N, N) weight matrix ``W[i, j]`` (from ``j`` to ``i``) with zeros where neurons are not
-connected, one state per network, and each equation of ``shared/paper/EQUATIONS.md`` as one line.
+connected, one state per network, and each equation of ``docs/EQUATIONS.md`` as one line.
 Nothing here is fused, folded or cached; it shares no code with the engine (not even the
 activation functions), only the data classes that describe a configuration.
 
