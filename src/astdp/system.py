@@ -46,8 +46,7 @@ class System:
         self.relaxer = Relaxer(self.net, dynamics, plasticity, fake, generator=device_gen)
         self.train_state = self.new_state()
         self.eval_state = self.new_state()
-        if hasattr(learner, "prepare"):
-            learner.prepare(self.net)
+        learner.prepare(self.net)
 
     def new_state(self, batch: int | None = None) -> State:
         w = self.net.weights[0]

@@ -209,8 +209,7 @@ class Relaxer:
                         steps=step, converge_step=conv, trace=trace)
 
     @torch.no_grad()
-    def step(self, state: State, targets: dict[int, Target], fake_on: bool, alpha: float,
-             track: bool = False, record: bool = False):
+    def step(self, state: State, targets: dict[int, Target], fake_on: bool, alpha: float, track: bool = False):
         """One relaxation step of both networks, in place. Returns (max|ds| (B,) or None, dz, fired).
 
         A stand-alone step (e.g. with targets that change at every step); :meth:`run` is the fast

@@ -53,6 +53,9 @@ class Learner:
         value = onehot * (hi - lo) + lo
         return Target(self.topology.output_layer, value, beta_tensor(self.dynamics.output_beta, value))
 
+    def prepare(self, net) -> None:
+        """Freeze or reset parts of ``net`` before training (a learner with stages overrides it)."""
+
     def phases(self, x: torch.Tensor, y: torch.Tensor | None) -> list[Phase]:
         raise NotImplementedError
 
