@@ -29,6 +29,8 @@ def rho(name: str, s: torch.Tensor) -> torch.Tensor:
         return 1.0 / (1.0 + torch.exp(-4.0 * s))
     if name == "sigmoid4_centered":
         return 1.0 / (1.0 + torch.exp(-4.0 * s)) - 0.5
+    if name == "sigmoid4_box":
+        return 1.0 / (1.0 + torch.exp(-4.0 * (s - 0.5)))
     if name == "hardsigmoid":
         return torch.clamp(s, 0.0, 1.0)
     if name == "tanh":
@@ -37,8 +39,8 @@ def rho(name: str, s: torch.Tensor) -> torch.Tensor:
 
 
 def rho_prime(name: str, s: torch.Tensor) -> torch.Tensor:
-    if name in ("sigmoid4", "sigmoid4_centered"):
-        r = 1.0 / (1.0 + torch.exp(-4.0 * s))
+    if name in ("sigmoid4", "sigmoid4_centered", "sigmoid4_box"):
+        r = 1.0 / (1.0 + torch.exp(-4.0 * (s - 0.5 if name == "sigmoid4_box" else s)))
         return 4.0 * r * (1.0 - r)
     if name == "hardsigmoid":
         return ((s >= 0.0) & (s <= 1.0)).to(s.dtype)
@@ -108,9 +110,14 @@ def reference_step(
     # targets, eq (5): beta_i is zero where a neuron has no target
     beta = torch.zeros(2, batch, n, dtype=s.dtype)
     t = torch.zeros(batch, n, dtype=s.dtype)
+    exact = torch.zeros(2, batch, n, dtype=torch.bool)  # set to t, not nudged
     for tg in targets:
         sl = layer_slices[tg.layer]
-        beta[:, :, sl] = tg.beta.expand(2, batch, sl.stop - sl.start)
+        b_l = tg.beta.expand(2, batch, sl.stop - sl.start)
+        if tg.exact:
+            exact[:, :, sl] = b_l > 0
+        else:
+            beta[:, :, sl] = b_l
         t[:, sl] = tg.value
 
     # adaptive fake targets on hidden neurons, eq (16)-(18) / Algorithm 1
@@ -146,6 +153,10 @@ def reference_step(
             new_s[k_net] = sk + eps * v[k_net]  # eq (19)
         else:
             new_s[k_net] = sk + eps * force  # eq (1)
+    if dyn.bounds is not None:
+        new_s = new_s.clamp(*dyn.bounds)  # bounded reading: clip after the step
+    new_s = torch.where(exact, t.expand_as(new_s), new_s)  # exact targets: s = t
+    v[exact] = 0.0
     dmax = (new_s - s).abs().amax(dim=2).amax(dim=0)  # (B,)
 
     if alpha > 0:
@@ -155,7 +166,7 @@ def reference_step(
         db = rate * dz.sum(0)
         if plast.smoothing > 0:
             gamma = plast.smoothing / batch if plast.reduction == "mean" else plast.smoothing
-            dsp = ds * rho_prime(dyn.activation, s[0])  # ds_i rho'(s_i), eq (22)
+            dsp = ds * rho_prime(dyn.activation, s[0]) * ~exact[0]  # ds_i rho'(s_i), eq (22); none on set neurons
             dW = dW - gamma * (dsp.t() @ z_s)  # eq (23)
             db = db - gamma * dsp.sum(0)
         W += dW * net.learns
@@ -175,6 +186,12 @@ def reference_run(net: DenseNet, st: RefState, topology, phases: list[Phase], dy
     dz_abs, fire, steps = 0.0, 0.0, 0
     conv = torch.full((batch,), -1, dtype=torch.long)
     for phase in phases:
+        for tg in phase.targets:  # exact targets hold from the start of their phase
+            if tg.exact:
+                sl = slices[tg.layer]
+                mask = tg.beta.expand(2, batch, sl.stop - sl.start) > 0
+                st.s[:, :, sl] = torch.where(mask, tg.value.expand_as(mask).to(st.s.dtype), st.s[:, :, sl])
+                st.v[:, :, sl][mask] = 0.0
         for _ in range(phase.steps):
             a = alpha if phase.learn else 0.0
             dz, fired, dmax = reference_step(net, st, hidden, phase.targets, dyn, plast, fake, a, fake_on,

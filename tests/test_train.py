@@ -126,6 +126,19 @@ def test_joblib_multirun(run_script, tmp_path):
     assert len(run_dirs(tmp_path, "multiruns")) == 2
 
 
+def test_search_goes_on_when_trials_fail_and_returns_val_acc(run_script, tmp_path):
+    """Optuna, 2 trials: each fails with a bad value (a cosine schedule of length 0), reports 0 and the
+    study still ends with its results; a normal single run records the final val/acc it would return."""
+    proc = run_script("train.py", "hparams_search=optuna", "hydra.sweeper.n_trials=2", *TOY, "logger=none",
+                      "learner.schedule=cosine", "learner.total_batches=0")
+    runs = run_dirs(tmp_path, "multiruns")
+    assert len(runs) == 2 and all(read_metrics(r)["run/status"] == "failed" for r in runs)
+    assert "learner.total_batches must be >= 1" in proc.stderr
+    assert list((tmp_path / "outputs").glob("train/multiruns/*/optimization_results.yaml"))
+    run_script("train.py", *TOY, "logger=none")
+    assert 0.0 <= read_metrics(run_dirs(tmp_path)[0])["val/acc"] <= 1.0
+
+
 @pytest.mark.slow
 def test_optuna_sweep_with_sqlite_storage(run_script, tmp_path):
     run_script("train.py", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2",

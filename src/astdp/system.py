@@ -55,7 +55,9 @@ class System:
 
     def train_batch(self, x: torch.Tensor, y: torch.Tensor | None) -> RunStats:
         state = self.train_state.slots(x.shape[0])
-        return self.relaxer.run(state, self.learner.phases(x, y))
+        stats = self.relaxer.run(state, self.learner.phases(x, y))
+        self.relaxer.plast.decay_weights(self.net)
+        return stats
 
     def diverged(self, limit: float = 10.0) -> str | None:
         """Why the training state or the weights have blown up, else None.

@@ -38,6 +38,11 @@ OPTIONS = {
     "tanh": {"activation": "tanh"},
     "per_pixel_beta": {"per_pixel": True},
     "frozen_blocks": {"frozen": True},
+    "sigmoid4_box_bounded": {"activation": "sigmoid4_box", "bounds": (0.0, 1.0)},
+    "bounded_hardsigmoid": {"activation": "hardsigmoid", "bounds": (0.0, 1.0), "fake": {"k": 1.5}},
+    "exact_inputs": {"exact": True},
+    "exact_inputs_bounded_momentum": {"exact": True, "bounds": (-0.3, 0.6), "momentum": 0.6, "smoothing": 0.05},
+    "exact_per_pixel": {"exact": True, "per_pixel": True, "bounds": (0.0, 1.0), "activation": "hardsigmoid"},
     "everything": {"momentum": 0.7, "fake": {"k": 1.0}, "smoothing": 0.02, "reduction": "mean", "alpha": 0.3,
                    "per_pixel": True, "activation": "sigmoid4"},
 }
@@ -52,7 +57,8 @@ def _setup(topo_key, opt, batch=4, seed=0):
         net.frozen = {0, len(topo.blocks) - 1}
         net.frozen_bias = {topo.output_layer}
     dyn = Dynamics(activation=opt.get("activation", "sigmoid4_centered"), eps=(0.5, 0.4), beta=(0.4, 0.5),
-                   momentum=opt.get("momentum", 1.0))
+                   momentum=opt.get("momentum", 1.0), bounds=opt.get("bounds"),
+                   input_clamp="exact" if opt.get("exact") else "nudge")
     plast = Plasticity(alpha=opt.get("alpha", 0.05), reduction=opt.get("reduction", "sum"),
                        smoothing=opt.get("smoothing", 0.0))
     fake = FakeTargets(enabled="fake" in opt, **opt.get("fake", {}))
@@ -65,12 +71,13 @@ def _setup(topo_key, opt, batch=4, seed=0):
     x = torch.rand(batch, n_in, generator=gen, dtype=D)
     y = torch.nn.functional.one_hot(torch.randint(0, n_out, (batch,), generator=gen), n_out).to(D)
     beta_in = beta_tensor(dyn.beta, x)
+    exact = bool(opt.get("exact"))
     if opt.get("per_pixel"):  # self-supervised style: a random set of pixels is left free in the first phase
         covered = (torch.rand(batch, n_in, generator=gen, dtype=D) < 0.4).to(D)
-        free = Target(0, x, beta_in * (1.0 - covered))
+        free = Target(0, x, beta_in * (1.0 - covered), exact)
     else:
-        free = Target(0, x, beta_in)
-    clamped = [Target(0, x, beta_in), Target(topo.output_layer, y, beta_tensor((0.3, 0.6), y))]
+        free = Target(0, x, beta_in, exact)
+    clamped = [Target(0, x, beta_in, exact), Target(topo.output_layer, y, beta_tensor((0.3, 0.6), y))]
     phases = [Phase(3, [free]), Phase(4, clamped)]
     return topo, net, dyn, plast, fake, state, phases
 

@@ -7,6 +7,11 @@ For every neuron ``i`` of each network (net_s: ``s[0]``, net_l: ``s[1]``):
     s_i    <- s_i + eps * f_i                                                  plain Euler step
     v_i    <- m_v * f_i + (1 - m_v) * v_i ;  s_i <- s_i + eps * v_i            momentum (19)-(20)
 
+Bounded reading (optional, ``bounds = [lo, hi]``): after every step both networks' states are
+clipped, ``s <- clip(s, lo, hi)``, as in the CHNN of Equilibrium Propagation (Scellier & Bengio
+2017). Input clamping ``exact`` sets the input neurons to their targets (``s_i = t_i`` in both
+networks, no relaxation, so ``dz_i = 0`` there) instead of nudging them with ``beta_input``.
+
 ``beta_i`` is zero for neurons without a target. ``eps`` and ``beta`` differ between the networks
 (eps_s, eps_l; beta_s < beta_l). With ``m_v = 1`` momentum is exactly eq (1).
 Targets act on states ``s`` (not on ``rho(s)``).
@@ -17,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from astdp.core import activations
+
+INPUT_CLAMPS = ("nudge", "exact")
 
 
 def _pair(x, name: str) -> tuple[float, float]:
@@ -35,6 +42,8 @@ class Dynamics:
     beta_output: tuple[float, float] | None = None  # override for output neurons (None: beta)
     momentum: float = 1.0  # inertia m_v of eq (20), in (0, 1]; 1 = plain eq (1)
     init_scale: float = 0.1  # initial states ~ U(-init_scale, init_scale)
+    bounds: tuple[float, float] | None = None  # states clipped to [lo, hi] after every step (None: free)
+    input_clamp: str = "nudge"  # "nudge": inputs pulled with beta_input; "exact": inputs set to the pixels
 
     def __post_init__(self) -> None:
         self.eps = _pair(self.eps, "model.eps")
@@ -53,6 +62,12 @@ class Dynamics:
                 raise ValueError(f"{name} must satisfy 0 <= beta_small <= beta_large, got {list(b)}")
         if not 0.0 < self.momentum <= 1.0:
             raise ValueError(f"model.momentum must lie in (0, 1] (1 = no momentum), got {self.momentum}")
+        if self.bounds is not None:
+            self.bounds = _pair(self.bounds, "model.bounds")
+            if not self.bounds[0] < self.bounds[1]:
+                raise ValueError(f"model.bounds must be null or [lo, hi] with lo < hi, got {list(self.bounds)}")
+        if self.input_clamp not in INPUT_CLAMPS:
+            raise ValueError(f"model.input_clamp must be one of {INPUT_CLAMPS}, got {self.input_clamp!r}")
         if self.init_scale < 0:
             raise ValueError(f"model.init_scale must be >= 0, got {self.init_scale}")
 

@@ -7,6 +7,7 @@ free phase then clamped phase). Each step, in this order:
 2. fake targets on hidden neurons from ``dz`` and its running mean                       (16)-(18)
 3. per receiving layer: ``R = rho'(s) (W z + b)``, force ``f = R - s + beta (t - s)``     (1), (2), (5)
    and the state step (plain or momentum)                                                (19)-(20)
+   then, in the bounded reading, ``s <- clip(s, lo, hi)`` and exact targets ``s = t``
 4. if learning: ``W += alpha dz^T z_s``, ``b += alpha sum dz`` (same-instant factors)    (15)
    and optional derivative smoothing                                                     (21)-(23)
 
@@ -21,11 +22,14 @@ How it is computed (the cost of a step should be its matrix products):
   so a step runs a fixed number of whole-state element-wise passes, whatever the targets are.
 - Every buffer lives in a per-batch-size workspace reused from step to step: nothing is allocated
   in the loop except a few (B, N_hidden) temporaries of the fake targets.
+- Exactly clamped inputs (``Target.exact``, the whole input layer) are set once per phase; the
+  step then works on the columns after the input layer only: no GEMM into the input layer, no
+  element-wise pass over its states, no update of the blocks into it (``dz`` is zero there).
 - Nothing in the loop reads a value back to the host, so on CUDA the steps queue without
   synchronising; the only sync is the convergence check every ``check_every`` steps.
 
 Inference tracking records, per sample, the first step (counted from the data change) at which
-``max_i |s_i(t+1) - s_i(t)| < tol`` in both networks, and can stop once every sample has converged.
+``max_i |s_i(t+1) - s_i(t)| < tol`` in both networks (the real change, after clipping), and can stop once every sample has converged.
 Everything runs under ``torch.no_grad()``; nothing here builds an autograd graph.
 """
 from __future__ import annotations
@@ -65,11 +69,16 @@ class FakeTargets:
 
 @dataclass
 class Target:
-    """Nudge layer ``layer`` toward ``value`` (B, n) with strength ``beta`` (2, B|1, n|1)."""
+    """Nudge layer ``layer`` toward ``value`` (B, n) with strength ``beta`` (2, B|1, n|1).
+
+    ``exact``: set the neurons to ``value`` instead (in both networks, every step) where ``beta > 0``;
+    neurons with ``beta == 0`` stay free.
+    """
 
     layer: int
     value: torch.Tensor
     beta: torch.Tensor
+    exact: bool = False
 
 
 @dataclass
@@ -126,16 +135,39 @@ class _Workspace:
             self._fake = (*one, *two)
         return self._fake
 
-    def set_targets(self, topology, targets: dict[int, Target]) -> None:
-        """Fold the targets of a phase into ``a`` and ``c`` (once per phase, not per step)."""
+    def set_targets(self, topology, targets: dict[int, Target], state: State, activation: str) -> None:
+        """Fold the targets of a phase into ``a``, ``c`` and the exact clamps (once per phase, not per step).
+
+        Sets ``lo``, the first state column the steps of this phase work on: ``n_in`` when the whole
+        input layer is clamped exactly (its states are set here, and its ``rho``, ``rho'`` and
+        ``dz`` computed once), else 0. ``exact`` lists the other exact clamps as
+        ``(slice, keep (2, B, n), clamped values (2, B, n))``, applied here and after every step.
+        """
         self.a.fill_(-1.0)
         self.c.zero_()
+        self.lo, self.exact = 0, []
         for layer, tg in targets.items():
             sl = topology.slice(layer)
             a, c = self.a[:, :, sl], self.c[:, :, sl]  # (2, B, n_l)
             beta = tg.beta.to(a.dtype).expand_as(a)
-            torch.add(beta, 1.0, out=a).neg_()
-            torch.mul(beta, tg.value.to(c.dtype), out=c)
+            value = tg.value.to(c.dtype)
+            if not tg.exact:
+                torch.add(beta, 1.0, out=a).neg_()
+                torch.mul(beta, value, out=c)
+                continue
+            mask = (beta > 0).to(a.dtype)  # (2, B, n_l): 1 where set, 0 where free
+            if layer == topology.input_layer and bool(mask.all()):
+                self.lo = sl.stop
+                state.s[:, :, sl].copy_(value.expand_as(a))
+                state.v[:, :, sl].zero_()
+                activations.get_into(activation)(state.s[:, :, sl], self.z[:, :, sl], self.d[:, :, sl])
+                self.dz[:, sl].zero_()
+                self.adz[:, sl].zero_()
+            else:
+                keep = 1.0 - mask
+                self.exact.append((sl, keep, mask * value))
+                state.s[:, :, sl].mul_(keep).add_(mask * value)
+                state.v[:, :, sl].mul_(keep)
 
 
 class Relaxer:
@@ -184,7 +216,7 @@ class Relaxer:
         step = 0
         done = False
         for phase in phases:
-            ws.set_targets(self.net.topology, {tg.layer: tg for tg in phase.targets})
+            ws.set_targets(self.net.topology, {tg.layer: tg for tg in phase.targets}, state, self.dyn.activation)
             learn = phase.learn and alpha > 0
             for _ in range(phase.steps):
                 dmax, fired = self._advance(state, ws, fake_on, alpha if learn else 0.0, track=conv is not None)
@@ -216,7 +248,7 @@ class Relaxer:
         path for phases. The returned tensors are the caller's to keep.
         """
         ws = self._workspace(state)
-        ws.set_targets(self.net.topology, targets)
+        ws.set_targets(self.net.topology, targets, state, self.dyn.activation)
         dmax, fired = self._advance(state, ws, fake_on, alpha, track)
         return (dmax.clone() if track else None), ws.dz.clone(), (fired.bool() if fired is not None else None)
 
@@ -234,19 +266,26 @@ class Relaxer:
         return ws
 
     def _advance(self, state: State, ws: _Workspace, fake_on: bool, alpha: float, track: bool):
-        """One step with the targets already folded into ``ws``. Returns (max|ds| (B,) or None, fired)."""
+        """One step with the targets already folded into ``ws``. Returns (max|ds| (B,) or None, fired).
+
+        Works on the state columns ``[ws.lo, N)``: the columns before hold exactly clamped inputs
+        whose ``rho``, ``rho'`` and zero ``dz`` were written by :meth:`_Workspace.set_targets`.
+        """
         net, t, dyn = self.net, self.net.topology, self.dyn
-        s = state.s  # (2, B, N)
-        batch, n = s.shape[1], s.shape[2]
-        z, d, f, dz = ws.z, ws.d, ws.force, ws.dz
-        activations.get_into(dyn.activation)(s, z, d)  # (2, B, N) each
-        torch.sub(z[1], z[0], out=dz)  # (B, N), eq (15)
-        torch.abs(dz, out=ws.adz)
+        lo, n, batch = ws.lo, t.n, state.s.shape[1]
+        s = state.s[:, :, lo:]  # (2, B, N - lo)
+        z, d, f, dz = ws.z[:, :, lo:], ws.d[:, :, lo:], ws.force[:, :, lo:], ws.dz[:, lo:]
+        activations.get_into(dyn.activation)(s, z, d)  # (2, B, N - lo) each
+        torch.sub(z[1], z[0], out=dz)  # (B, N - lo), eq (15)
+        torch.abs(dz, out=ws.adz[:, lo:])
 
         # eq (2): W z + b for every receiving layer, both networks in one GEMM per block
-        z2 = z.view(2 * batch, n)
+        z2 = ws.z.view(2 * batch, n)
         pre = ws.pre  # (2B, N)
+        skip = self._clamped_layers(lo)
         for layer, ks in enumerate(self._blocks_by_post()):
+            if layer in skip:
+                continue
             out = pre[:, t.slice(layer)]  # (2B, n_l) column slice, written in place
             for i, k in enumerate(ks):
                 blk = t.blocks[k]
@@ -257,25 +296,50 @@ class Relaxer:
                     out.addmm_(zk, wt)
         f.mul_(d)  # R = rho'(s) (W z + b)
         smooth = alpha > 0 and self.plast.smoothing > 0
-        smooth_signal = torch.sub(f[0], s[0]).mul_(d[0]) if smooth else None  # (B, N), eq (21)-(22)
-        f.addcmul_(s, ws.a).add_(ws.c)  # f = R - s + beta (t - s), eq (1) + (5)
+        smooth_signal = None
+        if smooth:  # eq (21)-(22), on net_s; zero on clamped inputs
+            smooth_signal = torch.zeros(batch, n, dtype=s.dtype, device=s.device)
+            torch.sub(f[0], s[0], out=smooth_signal[:, lo:]).mul_(d[0])
+            for sl, keep, _ in ws.exact:
+                smooth_signal[:, sl].mul_(keep[0])
+        f.addcmul_(s, ws.a[:, :, lo:]).add_(ws.c[:, :, lo:])  # f = R - s + beta (t - s), eq (1) + (5)
 
         fired = self._fake_targets(state, ws) if fake_on else None  # eq (16)-(18)
 
         if dyn.momentum < 1.0:  # eq (19)-(20)
-            f = state.v.mul_(1.0 - dyn.momentum).add_(f, alpha=dyn.momentum)
+            f = state.v[:, :, lo:].mul_(1.0 - dyn.momentum).add_(f, alpha=dyn.momentum)
+        exact_change = track and (dyn.bounds is not None or bool(ws.exact))
+        if exact_change:  # rho'(s) in d is no longer needed: keep the old state there
+            d.copy_(s)
         s.addcmul_(f, ws.eps)  # s <- s + eps * f (or eps * v)
+        if dyn.bounds is not None:
+            s.clamp_(*dyn.bounds)
+        for sl, keep, value in ws.exact:
+            cols = state.s[:, :, sl]
+            cols.mul_(keep).add_(value)
+            if dyn.momentum < 1.0:
+                state.v[:, :, sl].mul_(keep)
         dmax = None
-        if track:  # rho'(s) in d is no longer needed: reuse it for |f|
+        if exact_change:  # the real change of the clipped, clamped state
+            torch.amax(d.sub_(s).abs_(), dim=2, out=ws.dmax)
+            dmax = ws.dmax.amax(dim=0)  # (B,)
+        elif track:  # the change is eps * f: reuse d for |f|
             torch.amax(torch.abs(f, out=d), dim=2, out=ws.dmax)
             dmax = ws.dmax.mul_(ws.eps.view(2, 1)).amax(dim=0)  # (B,)
 
         if alpha > 0:
             rate = self.plast.rate(alpha, batch)
-            plasticity.apply(net, dz, z[0], rate, self.reduce_hook)
+            scale = self.plast.layer_scales(t.n_layers)
+            plasticity.apply(net, ws.dz, ws.z[0], rate, self.reduce_hook, skip_posts=skip, layer_scale=scale)
             if smooth:
-                plasticity.apply(net, smooth_signal, z[0], -self.plast.rate(self.plast.smoothing, batch))
+                plasticity.apply(net, smooth_signal, ws.z[0], -self.plast.rate(self.plast.smoothing, batch),
+                                 skip_posts=skip, layer_scale=scale)
         return dmax, fired
+
+    def _clamped_layers(self, lo: int) -> tuple[int, ...]:
+        """Layers that lie wholly before column ``lo`` (exactly clamped this phase)."""
+        t = self.net.topology
+        return tuple(l for l in range(t.n_layers) if t.slice(l).stop <= lo)
 
     def _fake_targets(self, state: State, ws: _Workspace) -> torch.Tensor:
         """Add the fake-target pull on hidden neurons to the force; returns fired (B, N_hidden) as 0/1.

@@ -17,10 +17,21 @@ Derivative smoothing (optional, ``gamma > 0``), on net_s, gradient of ``1/2 ds^2
     b_i      -= gamma * ds_i * rho'(s_i)
 
 Each block ``(post, [lo, hi))`` costs one GEMM ``(n_post, B) @ (B, hi - lo)`` per step.
+
+Rate schedule (not in the paper; the rate in use for a training batch is ``alpha * factor``):
+
+    constant: 1                      decay: alpha_decay ** epoch
+    cosine:   min_factor + (1 - min_factor) (1 + cos(pi t / T)) / 2,   t = batch, T = total_batches
+    warm-up (any kind): factor x min(1, (batch + 1) / warmup_batches)
+
+``layer_alpha[l]`` scales the rate of every weight and bias *into* layer ``l`` (per-layer rates for
+deep nets); ``weight_decay`` shrinks every learning weight once per training batch,
+``W <- (1 - weight_decay * factor) W``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +39,7 @@ import torch
 from astdp.core.network import Network
 
 REDUCTIONS = ("sum", "mean")
+SCHEDULES = ("constant", "decay", "cosine")
 
 
 @dataclass
@@ -35,25 +47,79 @@ class Plasticity:
     alpha: float = 1e-4  # learning rate of eq (15), >= 0
     reduction: str = "sum"  # over the batch: "sum" | "mean"
     smoothing: float = 0.0  # gamma of eq (23), >= 0 (0 = off)
-    alpha_decay: float = 1.0  # alpha is multiplied by this once per epoch, in (0, 1]
-    epoch: int = 0  # set by the training loop; the rate in use is alpha * alpha_decay ** epoch
+    alpha_decay: float = 1.0  # "decay": alpha is multiplied by this once per epoch, in (0, 1]
+    schedule: str = "decay"  # constant | decay | cosine
+    warmup_batches: int = 0  # linear warm-up over this many training batches, >= 0
+    total_batches: int | None = None  # "cosine": the length T in training batches (None: the harness sets it)
+    min_factor: float = 0.0  # "cosine": the factor at the end, in [0, 1]
+    layer_alpha: tuple[float, ...] | None = None  # per receiving layer rate multipliers (None: all 1)
+    weight_decay: float = 0.0  # per training batch, >= 0
+    epoch: int = 0  # set by the training loop
+    batch: int = 0  # training batches done so far (global), set by the training loop
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha_decay <= 1.0:
             raise ValueError(f"learner.alpha_decay must lie in (0, 1], got {self.alpha_decay}")
-        if self.alpha < 0:
-            raise ValueError(f"learner.alpha must be >= 0, got {self.alpha}")
+        if not (self.alpha >= 0 and math.isfinite(self.alpha)):
+            raise ValueError(f"learner.alpha must be a finite number >= 0, got {self.alpha}")
         if self.reduction not in REDUCTIONS:
             raise ValueError(f"model.reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
         if self.smoothing < 0:
             raise ValueError(f"model.smoothing must be >= 0, got {self.smoothing}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"learner.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.warmup_batches < 0:
+            raise ValueError(f"learner.warmup_batches must be >= 0, got {self.warmup_batches}")
+        if self.total_batches is not None and self.total_batches < 1:
+            raise ValueError(f"learner.total_batches must be >= 1 or null, got {self.total_batches}")
+        if not 0.0 <= self.min_factor <= 1.0:
+            raise ValueError(f"learner.min_factor must lie in [0, 1], got {self.min_factor}")
+        if self.layer_alpha is not None:
+            self.layer_alpha = tuple(float(a) for a in self.layer_alpha)
+            if min(self.layer_alpha) < 0:
+                raise ValueError(f"learner.layer_alpha must be null or a list of numbers >= 0, got {list(self.layer_alpha)}")
+        if not 0.0 <= self.weight_decay < 1.0:
+            raise ValueError(f"learner.weight_decay must lie in [0, 1), got {self.weight_decay}")
+
+    @property
+    def factor(self) -> float:
+        """The schedule's multiplier of ``alpha`` for the current training batch."""
+        if self.schedule == "decay":
+            f = self.alpha_decay ** self.epoch
+        elif self.schedule == "cosine":
+            if not self.total_batches:
+                raise ValueError("learner.schedule=cosine needs the run's length: set learner.total_batches, "
+                                 "or a finite trainer.max_epochs / trainer.max_steps")
+            t = min(self.batch / self.total_batches, 1.0)
+            f = self.min_factor + (1.0 - self.min_factor) * 0.5 * (1.0 + math.cos(math.pi * t))
+        else:
+            f = 1.0
+        if self.warmup_batches:
+            f *= min(1.0, (self.batch + 1) / self.warmup_batches)
+        return f
 
     @property
     def current_alpha(self) -> float:
-        return self.alpha * self.alpha_decay ** self.epoch
+        return self.alpha * self.factor
 
     def rate(self, rate: float, batch: int) -> float:
         return rate / batch if self.reduction == "mean" else rate
+
+    def layer_scales(self, n_layers: int) -> tuple[float, ...] | None:
+        if self.layer_alpha is None:
+            return None
+        if len(self.layer_alpha) != n_layers:
+            raise ValueError(f"learner.layer_alpha needs one multiplier per layer ({n_layers}: input, hidden..., "
+                             f"output), got {len(self.layer_alpha)}")
+        return self.layer_alpha
+
+    def decay_weights(self, net: Network) -> None:
+        """``W <- (1 - weight_decay * factor) W`` for every learning block (once per training batch)."""
+        if self.weight_decay > 0:
+            keep = 1.0 - self.weight_decay * self.factor
+            for k, w in enumerate(net.weights):
+                if k not in net.frozen:
+                    w.mul_(keep)
 
 
 def block_deltas(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor) -> list[torch.Tensor]:
@@ -62,29 +128,33 @@ def block_deltas(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor
     return [post_signal[:, t.slice(b.post)].t() @ pre_rate[:, b.lo : b.hi] for b in t.blocks]
 
 
-def apply(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate: float, reduce_hook=None) -> None:
+def apply(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate: float, reduce_hook=None,
+          skip_posts: tuple[int, ...] = (), layer_scale: tuple[float, ...] | None = None) -> None:
     """In place: ``W += rate * post_signal^T @ pre_rate`` and ``b += rate * sum_b post_signal``.
 
     One GEMM per learning block, straight into the stored weights (``addmm_``; the transposed
     ``post_signal`` slice is passed as a strided view, which BLAS reads without a copy), and one
     batch sum for all biases. ``reduce_hook(deltas)``, when given, receives the per-block and
     per-layer deltas (weights first, then biases) before they are applied, so a data-parallel
-    wrapper can average them across processes in place.
+    wrapper can average them across processes in place. Blocks into a layer of ``skip_posts``
+    (where ``post_signal`` is known to be zero, e.g. exactly clamped inputs) are left out.
+    ``layer_scale[l]`` multiplies the rate into layer ``l``.
     """
     t = net.topology
     bias_sum = post_signal.sum(0)  # (N,)
     bias_deltas = [bias_sum[t.slice(l)] for l in range(t.n_layers)]
     if reduce_hook is None:
         for k, (blk, w) in enumerate(zip(t.blocks, net.weights)):
-            if k not in net.frozen:
-                w.addmm_(post_signal[:, t.slice(blk.post)].t(), pre_rate[:, blk.lo : blk.hi], alpha=rate)
+            if k not in net.frozen and blk.post not in skip_posts:
+                r = rate * layer_scale[blk.post] if layer_scale else rate
+                w.addmm_(post_signal[:, t.slice(blk.post)].t(), pre_rate[:, blk.lo : blk.hi], alpha=r)
     else:
         deltas = block_deltas(net, post_signal, pre_rate)
         reduce_hook(deltas + bias_deltas)
-        for k, (w, d) in enumerate(zip(net.weights, deltas)):
+        for k, (blk, w, d) in enumerate(zip(t.blocks, net.weights, deltas)):
             if k not in net.frozen:
-                w.add_(d, alpha=rate)
+                w.add_(d, alpha=rate * layer_scale[blk.post] if layer_scale else rate)
     for l, (b, d) in enumerate(zip(net.biases, bias_deltas)):
         if l not in net.frozen_bias:
-            b.add_(d, alpha=rate)
+            b.add_(d, alpha=rate * layer_scale[l] if layer_scale else rate)
     net.zero_self_connections()

@@ -40,7 +40,8 @@ class Learner:
     def input_target(self, x: torch.Tensor, beta: tuple[float, float] | None = None) -> Target:
         lo, hi = self.input_range
         value = x * (hi - lo) + lo  # (B, n_in)
-        return Target(self.topology.input_layer, value, beta_tensor(beta or self.dynamics.input_beta, value))
+        return Target(self.topology.input_layer, value, beta_tensor(beta or self.dynamics.input_beta, value),
+                      exact=self.dynamics.input_clamp == "exact")
 
     def label_target(self, y: torch.Tensor, like: torch.Tensor) -> Target:
         """``y`` is either class indices (B,) or a target vector (B, n_out) in [0, 1]."""

@@ -87,6 +87,6 @@ class SelfSupervised(Supervised):
         if self.cover_value is not None:
             value = torch.where(covered.bool(), torch.full_like(value, self.cover_value), value)
             free_beta = clamped.beta.expand(2, *covered.shape)
-        free = Target(clamped.layer, value, free_beta)
+        free = Target(clamped.layer, value, free_beta, clamped.exact)
         out = [Phase(self.free_steps, [free])] if self.free_steps else []
         return out + [Phase(self.steps - self.free_steps, [clamped])]

@@ -81,6 +81,8 @@ def validate_model(model: Mapping[str, Any]) -> None:
     for key in ("beta_input", "beta_output"):
         if model.get(key) is not None:
             pair(f"model.{key}", model[key])
+    if model.get("bounds") is not None:
+        pair("model.bounds", model["bounds"])
     for key in ("momentum", "init_scale", "smoothing"):
         if key in model:
             need(_is_num(model[key]), f"model.{key} must be a number, got {model[key]!r}")

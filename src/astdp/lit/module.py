@@ -99,21 +99,30 @@ class AstdpLitModule(LightningModule):
     def training_step(self, batch, batch_idx: int) -> None:
         self._bind()
         x, y = batch
+        self.system.relaxer.plast.batch = self.global_step  # the rate schedule's clock
         stats = self.system.train_batch(x, y)
         why = self.system.diverged()
         if why is not None:
             raise DivergenceError(
                 f"training diverged at batch {self.global_step} ({why}) with learner.alpha="
-                f"{self.system.relaxer.plast.current_alpha:.3g}: lower learner.alpha or set learner.alpha_decay < 1; "
+                f"{self.system.relaxer.plast.current_alpha:.3g} in use: lower learner.alpha or use a decaying "
+                f"learner.schedule; "
                 f"checkpoints written so far are kept")
         self.optimizers().step()  # counts this batch in global_step; weights changed in train_batch
         self.samples_seen += x.shape[0]
         self.log(M.TRAIN_COST, M.visible_cost(self.system, x, y), prog_bar=True, batch_size=x.shape[0])
         self.log_dict({M.TRAIN_DZ: stats.dz_abs, M.TRAIN_FAKE: stats.fake_rate,
+                       M.TRAIN_ALPHA: self.system.relaxer.plast.current_alpha,
                        M.TRAIN_SAMPLES: self.samples_seen.float()}, batch_size=x.shape[0])
 
+    def on_train_start(self) -> None:
+        plast = self.system.relaxer.plast
+        if plast.schedule == "cosine" and plast.total_batches is None:
+            total = self.trainer.estimated_stepping_batches
+            plast.total_batches = int(total) if total != float("inf") else None
+
     def on_train_epoch_start(self) -> None:
-        self.system.relaxer.plast.epoch = self.current_epoch  # learner.alpha_decay schedule
+        self.system.relaxer.plast.epoch = self.current_epoch  # learner.schedule=decay
 
     def on_train_epoch_end(self) -> None:
         self._bind()

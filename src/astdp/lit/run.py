@@ -27,11 +27,40 @@ warnings.filterwarnings("ignore", ".*`training_step` returns `None`.*")
 warnings.filterwarnings("ignore", ".*isinstance\(treespec, LeafSpec\).*")
 
 
+def in_search() -> bool:
+    """True inside a trial of a hyperparameter search (``hparams_search=...``, e.g. Optuna)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    target = str(HydraConfig.get().sweeper.get("_target_", ""))
+    return "BasicSweeper" not in target and bool(target)
+
+
+def failed_trial(cfg: DictConfig, error: Exception) -> dict:
+    """metrics.json of a search trial that diverged or failed; the sweeper gets the worst value."""
+    from hydra.core.hydra_config import HydraConfig
+
+    direction = str(HydraConfig.get().sweeper.get("direction", "maximize"))
+    worst = 0.0 if "max" in direction.lower() else 1e9  # accuracies are >= 0; a minimised loss is < 1e9
+    status = "diverged" if isinstance(error, DivergenceError) else "failed"
+    _write({M.RUN_STATUS: status, M.RUN_ERROR: str(error)}, cfg.output_dir)
+    print(f"error: {error} (trial {status}: it reports {cfg.optimized_metric}={worst:g} to the search)",
+          file=sys.stderr, flush=True)
+    return {cfg.optimized_metric: worst}
+
+
 def guarded(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
-    """Run ``fn``; a config or data error ends the program with one line on stderr. Prints the summary."""
+    """Run ``fn``; a config or data error ends the program with one line on stderr. Prints the summary.
+
+    In a hyperparameter search a trial that diverges or fails scores the worst value and the search
+    goes on (its metrics.json says why).
+    """
     try:
         metrics = fn(cfg)
     except USER_ERRORS as e:
+        if in_search():
+            return failed_trial(cfg, e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     print(M.summary_line(metrics, str(Path(cfg.output_dir) / "metrics.json")), flush=True)
@@ -59,8 +88,10 @@ def _write(metrics: dict, out_dir: str) -> dict:
     return metrics
 
 
-def _final(trainer, module, dm, start: float) -> dict:
-    out = {k: v for k, v in trainer.callback_metrics.items()}
+def _final(trainer, module, dm, start: float, fit_metrics: dict) -> dict:
+    """Final metrics: the last validation (``val/*``) from fitting, then testing's."""
+    out = {k: v for k, v in fit_metrics.items() if k.startswith("val/")}
+    out.update(trainer.callback_metrics)
     out.update({M.DATA_SOURCE: dm.source, M.TRAIN_SAMPLES: int(module.samples_seen), "trainer/global_step":
                 trainer.global_step, M.WALL: time.perf_counter() - start})
     return out
@@ -78,10 +109,11 @@ def train(cfg: DictConfig) -> dict:
             logger.log_hyperparams({**plain(cfg), M.DATA_SOURCE: dm.source})
         trainer = build_trainer(cfg, logger)
         trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+        fit_metrics = dict(trainer.callback_metrics)
         trainer.test(module, datamodule=dm, verbose=False)
         if cfg.get("generation") and hasattr(module, "system"):
             images.generation_figure(module.system, plain(cfg.generation), int(cfg.seed), cfg.output_dir, logger or None)
-        metrics = _final(trainer, module, dm, start)
+        metrics = _final(trainer, module, dm, start, fit_metrics)
     finally:
         finish_logger()
     return _write(metrics, cfg.output_dir)

@@ -1,0 +1,149 @@
+"""The bounded reading (state bounds, exact input clamping, sigmoid4_box) and the rate schedules."""
+
+import math
+
+import pytest
+import torch
+
+from astdp.core import activations
+from astdp.core.dynamics import Dynamics
+from astdp.core.engine import FakeTargets, Phase, Relaxer, Target, beta_tensor
+from astdp.core.network import Network, Topology
+from astdp.core.plasticity import Plasticity
+from astdp.core.state import State
+
+D = torch.float64
+
+
+def _net(bounds=(0.0, 1.0), clamp="exact", activation="hardsigmoid", alpha=0.05, seed=0, n_in=5, hidden=(6,),
+         n_out=3, batch=4, fake=False):
+    gen = torch.Generator().manual_seed(seed)
+    topo = Topology.build(n_in, list(hidden), n_out, False)
+    net = Network.init(topo, generator=gen, bias_init="uniform", dtype=D)
+    dyn = Dynamics(activation=activation, eps=(0.5, 0.5), beta=(0.0, 0.5), bounds=bounds, input_clamp=clamp)
+    relax = Relaxer(net, dyn, Plasticity(alpha=alpha), FakeTargets(enabled=fake), generator=gen)
+    state = State(s=torch.rand(2, batch, topo.n, generator=gen, dtype=D) * 3 - 1,  # partly outside [0, 1]
+                  v=torch.zeros(2, batch, topo.n, dtype=D), dzm=torch.full((batch, topo.n), 0.01, dtype=D))
+    x = torch.rand(batch, n_in, generator=gen, dtype=D)
+    y = torch.nn.functional.one_hot(torch.arange(batch) % n_out, n_out).to(D)
+    inp = Target(0, x, beta_tensor((1.0, 1.0), x), exact=clamp == "exact")
+    out = Target(topo.output_layer, y, beta_tensor(dyn.beta, y))
+    return topo, net, dyn, relax, state, x, [Phase(3, [inp]), Phase(4, [inp, out])]
+
+
+def test_bounds_hold_after_every_step_in_both_networks():
+    topo, _, _, relax, state, _, phases = _net(bounds=(0.1, 0.7), clamp="nudge", fake=True)
+    stats = relax.run(state, phases, record=True)
+    assert stats.steps == 7
+    for rec in stats.trace:
+        assert rec["s"].min() >= 0.1 and rec["s"].max() <= 0.7
+
+
+def test_exact_inputs_equal_the_pixels_and_never_learn_into_the_input_layer():
+    topo, net, _, relax, state, x, phases = _net()
+    before = [w.clone() for w in net.weights]
+    stats = relax.run(state, phases, record=True)
+    for rec in stats.trace:
+        assert torch.equal(rec["s"][0][:, topo.slice(0)], x) and torch.equal(rec["s"][1][:, topo.slice(0)], x)
+        assert torch.count_nonzero(rec["dz"][:, topo.slice(0)]) == 0  # dz = 0 on set neurons
+    for k, blk in enumerate(topo.blocks):
+        changed = not torch.equal(before[k], net.weights[k])
+        assert changed == (blk.post != topo.input_layer), k  # hidden and output learn, inputs' blocks do not
+
+
+def test_exact_clamping_with_a_mask_leaves_the_unmasked_pixels_free():
+    topo, _, _, relax, state, x, _ = _net(clamp="exact")
+    keep = torch.zeros_like(x)
+    keep[:, :2] = 1.0  # only the first two pixels are set
+    tg = Target(0, x, beta_tensor((1.0, 1.0), x) * keep, exact=True)
+    relax.run(state, [Phase(5, [tg])])
+    sl = topo.slice(0)
+    assert torch.equal(state.s[:, :, sl][:, :, :2], x[:, :2].expand(2, -1, -1))
+    assert not torch.equal(state.s[:, :, sl][:, :, 2:], x[:, 2:].expand(2, -1, -1))
+
+
+def test_convergence_counts_the_real_change_of_the_clipped_state():
+    """A neuron pushed hard against its bound has a large force but no change: it has converged."""
+    topo, net, _, relax, state, _, phases = _net(alpha=0.0)
+    for b in net.biases:
+        b.fill_(50.0)  # every free neuron is pushed far above 1
+    stats = relax.run(state, [Phase(10, phases[0].targets)], alpha=0.0, track_tol=1e-6)
+    # below 0 -> clipped to 0 -> pushed to 1 -> held at 1 by the clip, whatever the force
+    assert (stats.converge_step >= 1).all() and (stats.converge_step <= 3).all()
+
+
+def test_sigmoid4_box_is_the_sigmoid_centred_in_the_box():
+    s = torch.tensor([-1.0, 0.0, 0.5, 1.0, 2.0], dtype=D)
+    z, d = activations.get("sigmoid4_box")(s)
+    assert torch.allclose(z, 1 / (1 + torch.exp(-4 * (s - 0.5))))
+    assert z[2] == 0.5 and d[2] == 1.0 and torch.allclose(z[1] + z[3], torch.tensor(1.0, dtype=D))
+    zi, di = torch.empty_like(s), torch.empty_like(s)
+    activations.get_into("sigmoid4_box")(s, zi, di)
+    assert torch.allclose(zi, z) and torch.allclose(di, d)
+
+
+@pytest.mark.parametrize("kw, msg", [({"bounds": (1.0, 0.0)}, "model.bounds"), ({"input_clamp": "set"}, "model.input_clamp")])
+def test_bad_bounds_and_clamping_are_refused(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        Dynamics(**kw)
+
+
+# -- rate schedules -------------------------------------------------------------------------------
+def _factor(**kw):
+    batch, epoch = kw.pop("batch", 0), kw.pop("epoch", 0)
+    p = Plasticity(alpha=1.0, **kw)
+    p.batch, p.epoch = batch, epoch
+    return p.factor
+
+
+def test_schedule_factors():
+    assert _factor(schedule="constant", batch=500, epoch=3) == 1.0
+    assert _factor(schedule="decay", alpha_decay=0.5, epoch=2) == 0.25
+    assert _factor(schedule="cosine", total_batches=100, batch=0) == 1.0
+    assert math.isclose(_factor(schedule="cosine", total_batches=100, batch=50), 0.5)
+    assert math.isclose(_factor(schedule="cosine", total_batches=100, batch=100, min_factor=0.1), 0.1)
+    assert math.isclose(_factor(schedule="cosine", total_batches=100, batch=500, min_factor=0.1), 0.1)  # held
+    assert math.isclose(_factor(schedule="constant", warmup_batches=10, batch=4), 0.5)
+    assert _factor(schedule="constant", warmup_batches=10, batch=9) == 1.0
+
+
+def test_cosine_without_a_length_says_what_to_set():
+    with pytest.raises(ValueError, match="total_batches"):
+        _factor(schedule="cosine")
+
+
+@pytest.mark.parametrize("kw, key", [({"schedule": "step"}, "learner.schedule"), ({"warmup_batches": -1}, "warmup"),
+                                     ({"min_factor": 2.0}, "min_factor"), ({"layer_alpha": (1.0, -1.0)}, "layer_alpha"),
+                                     ({"weight_decay": 1.0}, "weight_decay"), ({"alpha": float("inf")}, "learner.alpha"),
+                                     ({"alpha": float("nan")}, "learner.alpha")])
+def test_bad_schedules_are_refused(kw, key):
+    with pytest.raises(ValueError, match=key):
+        Plasticity(**kw)
+
+
+def test_layer_rates_scale_the_update_into_each_layer():
+    """The update into a layer with rate multiplier 0 is nil; with 2 it is twice the plain one."""
+    runs = {}
+    for name, scale in (("plain", None), ("scaled", (1.0, 2.0, 0.0))):
+        topo, net, _, relax, state, _, phases = _net(alpha=0.01, clamp="nudge")
+        relax.plast.layer_alpha = scale
+        w0 = [w.clone() for w in net.weights]
+        relax.run(state, [Phase(1, phases[0].targets)])
+        runs[name] = (topo, [w - w_0 for w, w_0 in zip(net.weights, w0)])
+    topo, plain = runs["plain"]
+    _, scaled = runs["scaled"]
+    for k, blk in enumerate(topo.blocks):
+        if blk.post == 1:
+            assert torch.allclose(scaled[k], 2 * plain[k])  # one step from the same state: exactly twice
+        elif blk.post == 2:
+            assert torch.count_nonzero(scaled[k]) == 0
+
+
+def test_weight_decay_shrinks_learning_weights_once_per_call():
+    topo, net, _, relax, _, _, _ = _net()
+    net.frozen = {0}
+    w0 = [w.clone() for w in net.weights]
+    p = Plasticity(alpha=1.0, schedule="constant", weight_decay=0.1)
+    p.decay_weights(net)
+    assert torch.equal(net.weights[0], w0[0])
+    assert all(torch.allclose(w, 0.9 * w_0) for w, w_0 in list(zip(net.weights, w0))[1:])
