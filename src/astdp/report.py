@@ -179,11 +179,15 @@ def to_markdown(rows: list[dict[str, Any]], runs: list[Run], root: Path, figures
             digits = 3 if table == "Toy figures" else 1
             out.append(f"| {r['row']} | `{r['metric']}` | {_fmt(r['paper'])} | {_fmt(r['ours'], digits)} | {r['runs']} "
                        f"| {_fmt(r['samples_seen'], 0)} | {_fmt(r['wall_s'], 1)} | `{r['command']}` |")
-    out.append("\n## Runs\n")
-    out.append("| experiment | folder | command |")
-    out.append("|---|---|---|")
-    for r in runs:
-        out.append(f"| {r.experiment} | `{r.path.relative_to(root) if r.path != root else '.'}` | `{r.command}` |")
+    out.append("\n## Runs (best final validation accuracy first: a search's trials)\n")
+    out.append("| experiment | val acc | test acc | status | wall time (s) | folder | command |")
+    out.append("|---|---|---|---|---|---|---|")
+    pct = lambda v: None if _num(v) is None else 100 * _num(v)  # noqa: E731
+    for r in sorted(runs, key=lambda r: -(_num(r.metrics.get("val/acc")) or -1.0)):
+        m = r.metrics
+        out.append(f"| {r.experiment} | {_fmt(pct(m.get('val/acc')))} | {_fmt(pct(m.get('test/acc')))} "
+                   f"| {m.get('run/status', 'done')} | {_fmt(_num(m.get('time/wall_s')), 0)} "
+                   f"| `{r.path.relative_to(root) if r.path != root else '.'}` | `{r.command}` |")
     if figures:
         out.append("\n## Figure files\n")
         for f in figures:

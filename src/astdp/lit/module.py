@@ -57,6 +57,7 @@ class AstdpLitModule(LightningModule):
                                    image_size=image_size)
         self.test_steps = int(learner.get("test_steps") or learner["steps"])
         self.tol = float(learner.get("tol", 1e-3))
+        self.infer_stop = bool(learner.get("infer_stop", False))  # end a test batch once all samples converged
         self.image_size, self.n_outputs, self.seed = image_size, n_outputs, seed
         net = self.system.net
         for k, w in enumerate(net.weights):
@@ -132,7 +133,7 @@ class AstdpLitModule(LightningModule):
     def _infer(self, batch, acc: MulticlassAccuracy, tally: M.InferTally) -> torch.Tensor:
         self._bind()
         x, y = batch
-        out, stats = self.system.infer(x, steps=self.test_steps, tol=self.tol)
+        out, stats = self.system.infer(x, steps=self.test_steps, tol=self.tol, stop_when_converged=self.infer_stop)
         acc.update(out.argmax(dim=1), y)
         tally.add(stats.converge_step)
         return x
