@@ -64,7 +64,7 @@ def test_backprop_baseline_same_metrics(run_script, tmp_path):
 
 @pytest.mark.parametrize("override,message", [
     ("model.beta=[0.5,0.4]", "error: model.beta must satisfy 0 <= beta_small <= beta_large, got [0.5, 0.4]"),
-    ("learner.free_steps=300", "error: learner.free_steps must be an integer in [0, learner.steps=80], got 300"),
+    ("learner.free_steps=300", "error: learner.free_steps must be an integer in [0, learner.steps=60], got 300"),
 ])
 def test_bad_value_is_one_line_on_stderr(run_script, override, message):
     proc = run_script("train.py", override, check=False)
@@ -100,14 +100,18 @@ def test_global_step_counts_training_batches(compose_cfg, tmp_path):
     assert trainer.global_step == 5 and int(module.samples_seen) == 5 * 8
 
 
-def test_resume_continues_the_persistent_states(compose_cfg, tmp_path):
-    straight, _, _ = _fit(_toy(compose_cfg, tmp_path / "s", "trainer.max_epochs=2"), tmp_path)
-    first, _, _ = _fit(_toy(compose_cfg, tmp_path / "r", "trainer.max_epochs=1"), tmp_path)
+@pytest.mark.parametrize("schedule", [[], ["learner.schedule=cosine", "learner.total_batches=32", "learner.warmup_batches=4"]])
+def test_resume_continues_the_persistent_states(compose_cfg, tmp_path, schedule):
+    """Also the rate schedule: it reads global_step, which the checkpoint restores."""
+    straight, _, _ = _fit(_toy(compose_cfg, tmp_path / "s", "trainer.max_epochs=2", *schedule), tmp_path)
+    first, _, _ = _fit(_toy(compose_cfg, tmp_path / "r", "trainer.max_epochs=1", *schedule), tmp_path)
     ckpt = tmp_path / "r" / "checkpoints" / "last.ckpt"
     saved = torch.load(ckpt, map_location="cpu", weights_only=False)
     for key in ("state_train_s", "state_train_v", "state_train_dzm", "state_eval_s", "net_W0", "net_b1"):
         assert torch.equal(saved["state_dict"][key], getattr(first, key)), key
-    resumed, trainer, _ = _fit(_toy(compose_cfg, tmp_path / "r", "trainer.max_epochs=2"), tmp_path, ckpt_path=str(ckpt))
+    resumed, trainer, _ = _fit(_toy(compose_cfg, tmp_path / "r", "trainer.max_epochs=2", *schedule), tmp_path,
+                               ckpt_path=str(ckpt))
+    assert resumed.system.relaxer.plast.current_alpha == straight.system.relaxer.plast.current_alpha
     assert trainer.global_step == 32 and int(resumed.samples_seen) == int(straight.samples_seen)
     for key, value in straight.state_dict().items():
         if key.startswith(("net_", "state_")):
