@@ -4,8 +4,11 @@
     python -m benchmarks.relax --quick    # fewer repeats, deep nets' batch figures estimated (< 1 min)
     python -m benchmarks.relax --threads 1 2 --device cpu|cuda
 
-For 784-512-10 (lateral hidden layer) and the deep nets (no lateral), batch 128, float32, the
-supervised learner (T = 240: 80 free + 160 clamped steps), fake targets on, alpha = 1e-4:
+For 784-512-10 and the deep nets, batch 128, float32, the supervised learner (T = 240: 80 free +
+160 clamped steps), fake targets on, alpha = 1e-4, in one of two readings (``--reading``):
+``bounded`` (the default model: states in [0, 1], inputs set exactly, so the blocks into the input
+layer neither run nor count; no lateral block) or ``unbounded`` (inputs nudged, every block runs;
+784-512-10 with its lateral hidden block):
 
 - training steps/s: clamped-phase steps with learning and fake targets;
 - inference steps/s: inputs clamped, no learning, convergence tracked;
@@ -57,6 +60,11 @@ NETS = {  # name: (hidden sizes, lateral)
     "784-500-500-500-10": ([500, 500, 500], False),
 }
 MAIN = "784-512-10"
+READINGS = {  # name: (model config, lateral block of 784-512-10)
+    "bounded": ({"activation": "hardsigmoid", "eps": [0.5, 0.5], "bounds": [0.0, 1.0], "input_clamp": "exact",
+                 "beta_output": [0.0, 1.0]}, False),
+    "unbounded": ({}, True),
+}
 BATCH, STEPS, FREE_STEPS, TOL = 128, 240, 80, 1e-3
 
 
@@ -81,12 +89,14 @@ def device_name(device: str) -> str:
 class Bench:
     """One net on one device: the system, its data, and timers."""
 
-    def __init__(self, net_name: str, device: str, engine: str | None, seed: int = 0):
+    def __init__(self, net_name: str, device: str, engine: str | None, seed: int = 0, reading: str = "bounded"):
         from astdp.factory import build_system
 
         hidden, lateral = NETS[net_name]
+        model, main_lateral = READINGS[reading]
+        lateral = main_lateral if net_name == MAIN else lateral
         self.device = torch.device(device)
-        self.sys = build_system({}, {"name": "supervised", "alpha": 1e-4, "steps": STEPS, "free_steps": FREE_STEPS},
+        self.sys = build_system(model, {"name": "supervised", "alpha": 1e-4, "steps": STEPS, "free_steps": FREE_STEPS},
                                 {"hidden": hidden, "lateral": lateral}, 784, 10, BATCH, seed=seed, device=device)
         if engine:  # another implementation of the same Relaxer API, e.g. an older engine
             r = self.sys.relaxer
@@ -96,7 +106,9 @@ class Bench:
         self.x = [torch.rand(BATCH, 784, generator=g).to(device) for _ in range(2)]
         self.y = [torch.randint(0, 10, (BATCH,), generator=g).to(device) for _ in range(2)]
         t = self.sys.topology
-        shapes = [(t.sizes[b.post], b.hi - b.lo) for b in t.blocks]  # (n_post, span)
+        skip_input = self.sys.dynamics.input_clamp == "exact"  # those blocks never run
+        shapes = [(t.sizes[b.post], b.hi - b.lo) for b in t.blocks  # (n_post, span)
+                  if not (skip_input and b.post == t.input_layer)]
         self.flops_fwd = sum(2 * 2 * BATCH * n * span for n, span in shapes)
         self.flops_upd = sum(2 * BATCH * n * span for n, span in shapes)
         opts = {"device": self.device}
@@ -203,7 +215,7 @@ def measure(net_name: str, threads: int, args, first: bool) -> dict:
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     rss0 = peak_rss_mib()
-    bench = Bench(net_name, device, args.engine)
+    bench = Bench(net_name, device, args.engine, reading=args.reading)
     bench.train_steps(2)
     bench.infer_steps(2)
     bench.matmul_steps(1)
@@ -300,6 +312,7 @@ def main(argv=None) -> None:
     p.add_argument("--quick", action="store_true", help="fewer repeats; deep nets' full-batch figure from step rates")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch CPU thread counts (default: 1 2)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--reading", choices=list(READINGS), default="bounded", help="model reading (default: bounded)")
     p.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
     p.add_argument("--engine", default=None, help="module providing another Relaxer to time instead (same API)")
     p.add_argument("--omp-wait-policy", default="PASSIVE", choices=("PASSIVE", "ACTIVE", "inherit"),
@@ -321,12 +334,13 @@ def main(argv=None) -> None:
     wait_policy = env.get("OMP_WAIT_POLICY", "unset")
     print(f"device: {device_name(args.device)}; torch {torch.__version__}; threads {args.threads}; "
           f"OMP_WAIT_POLICY={wait_policy}; batch {BATCH}; T = {STEPS}; float32; "
-          f"{'quick' if args.quick else 'full'} run" + (f"; engine {args.engine}" if args.engine else ""), flush=True)
+          f"{'quick' if args.quick else 'full'} run; {args.reading} reading" + (f"; engine {args.engine}" if args.engine else ""), flush=True)
     results = {}
     for name in args.nets:  # one process per net: a clean max-RSS baseline for its peak memory
         cmd = [sys.executable, "-m", "benchmarks.relax", "--worker", name, "--device", args.device,
                "--threads", *map(str, args.threads)] + (["--quick"] if args.quick else [])
         cmd += ["--engine", args.engine] if args.engine else []
+        cmd += ["--reading", args.reading]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not line:
@@ -336,7 +350,7 @@ def main(argv=None) -> None:
         print(f"  {name}: done ({time.perf_counter() - t0:.0f} s)", flush=True)
     print(table(results, args.threads))
     summary = {"device": device_name(args.device), "torch": torch.__version__, "threads": args.threads,
-               "omp_wait_policy": wait_policy, "quick": args.quick, "batch": BATCH, "engine": args.engine or "astdp.core.engine",
+               "omp_wait_policy": wait_policy, "quick": args.quick, "reading": args.reading, "batch": BATCH, "engine": args.engine or "astdp.core.engine",
                "seconds": round(time.perf_counter() - t0, 1)}
     if MAIN in results:
         for thr in args.threads:
