@@ -24,5 +24,5 @@ NAMES=("$@"); [ ${#NAMES[@]} -eq 0 ] && NAMES=(default unsupervised no_bounds nu
 for name in "${NAMES[@]}"; do
   python train.py data.root="$ROOT" data.n_train=14800 data.val_size=2000 data.n_test=2000 logger=csv threads=1 \
     trainer.val_check_interval=25 hydra.run.dir="outputs/ablations/$name" tags="[ablation,$name]" ${RUNS[$name]} \
-    | tail -n 1
+    | tail -n 1 || echo "$name: failed (its error is above)"
 done
