@@ -107,8 +107,7 @@ class AstdpLitModule(LightningModule):
             raise DivergenceError(
                 f"training diverged at batch {self.global_step} ({why}) with learner.alpha="
                 f"{self.system.relaxer.plast.current_alpha:.3g} in use: lower learner.alpha or use a decaying "
-                f"learner.schedule; "
-                f"checkpoints written so far are kept")
+                f"learner.schedule")
         self.optimizers().step()  # counts this batch in global_step; weights changed in train_batch
         self.samples_seen += x.shape[0]
         self.log(M.TRAIN_COST, M.visible_cost(self.system, x, y), prog_bar=True, batch_size=x.shape[0])
