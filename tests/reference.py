@@ -109,16 +109,18 @@ def reference_step(
 
     # targets, eq (5): beta_i is zero where a neuron has no target
     beta = torch.zeros(2, batch, n, dtype=s.dtype)
-    t = torch.zeros(batch, n, dtype=s.dtype)
+    beta_t = torch.zeros(2, batch, n, dtype=s.dtype)  # sum of beta * t over the targets of a neuron
+    t = torch.zeros(batch, n, dtype=s.dtype)  # value of an exact target
     exact = torch.zeros(2, batch, n, dtype=torch.bool)  # set to t, not nudged
     for tg in targets:
         sl = layer_slices[tg.layer]
         b_l = tg.beta.expand(2, batch, sl.stop - sl.start)
         if tg.exact:
-            exact[:, :, sl] = b_l > 0
+            exact[:, :, sl] |= b_l > 0
+            t[:, sl] = torch.where(b_l[0] > 0, tg.value, t[:, sl])
         else:
-            beta[:, :, sl] = b_l
-        t[:, sl] = tg.value
+            beta[:, :, sl] += b_l
+            beta_t[:, :, sl] += b_l * tg.value
 
     # adaptive fake targets on hidden neurons, eq (16)-(18) / Algorithm 1
     fake_beta = torch.zeros(2, batch, n, dtype=s.dtype)
@@ -144,7 +146,7 @@ def reference_step(
     for k_net in range(2):
         sk, zk = s[k_net], z[k_net]
         R = rho_prime(dyn.activation, sk) * (zk @ W.t() + b)  # eq (2): sum_j W[i, j] rho(s_j) + b_i
-        force = (R - sk) + beta[k_net] * (t - sk) + fake_beta[k_net] * (t_fake - sk)  # eq (1) + (5)
+        force = (R - sk) + beta_t[k_net] - beta[k_net] * sk + fake_beta[k_net] * (t_fake - sk)  # eq (1) + (5)
         if k_net == 0:
             ds = R - sk  # eq (21) on net_s
         eps = dyn.eps[k_net]

@@ -43,6 +43,7 @@ OPTIONS = {
     "exact_inputs": {"exact": True},
     "exact_inputs_bounded_momentum": {"exact": True, "bounds": (-0.3, 0.6), "momentum": 0.6, "smoothing": 0.05},
     "exact_per_pixel": {"exact": True, "per_pixel": True, "bounds": (0.0, 1.0), "activation": "hardsigmoid"},
+    "set_and_nudged_pixels": {"exact": True, "split": True, "bounds": (0.0, 1.0), "activation": "hardsigmoid"},
     "everything": {"momentum": 0.7, "fake": {"k": 1.0}, "smoothing": 0.02, "reduction": "mean", "alpha": 0.3,
                    "per_pixel": True, "activation": "sigmoid4"},
 }
@@ -78,6 +79,10 @@ def _setup(topo_key, opt, batch=4, seed=0):
     else:
         free = Target(0, x, beta_in, exact)
     clamped = [Target(0, x, beta_in, exact), Target(topo.output_layer, y, beta_tensor((0.3, 0.6), y))]
+    if opt.get("split"):  # one layer, two targets: some pixels set exactly, the others nudged (self-supervised)
+        covered = (torch.rand(batch, n_in, generator=gen, dtype=D) < 0.4).to(D)
+        clamped = [Target(0, x, beta_in * (1.0 - covered), True), Target(0, x, beta_tensor((0.0, 0.7), x) * covered),
+                   clamped[1]]
     phases = [Phase(3, [free]), Phase(4, clamped)]
     return topo, net, dyn, plast, fake, state, phases
 

@@ -44,6 +44,20 @@ def test_self_supervised_switches_to_readout_and_then_trains_only_label_blocks()
     assert all(torch.equal(w, sysm.net.weights[k]) for k, w in frozen.items())
 
 
+def test_self_supervised_pretraining_learns_with_exact_inputs():
+    """Inputs set exactly in both networks: the covered pixels are nudged in net_l only, so dz is not
+    zero and the input -> hidden weights learn (with them set alike, the networks would be identical)."""
+    model = {"activation": "hardsigmoid", "eps": [0.5, 0.5], "bounds": [0.0, 1.0], "input_clamp": "exact",
+             "beta_output": [0.0, 1.0], "fake_target": {"enabled": False}}
+    learner = {"name": "self_supervised", "alpha": 1e-2, "steps": 6, "free_steps": 2, "square": 2}
+    sysm = build_system(model, learner, {"hidden": [5], "lateral": False}, 16, 3, batch_size=2, seed=0)
+    into_hidden = [k for k, b in enumerate(sysm.topology.blocks) if b.post == 1 and b.lo == 0]
+    before = {k: sysm.net.weights[k].clone() for k in into_hidden}
+    stats = sysm.train_batch(torch.rand(2, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 2]))
+    assert float(stats.dz_abs) > 0
+    assert all(not torch.equal(before[k], sysm.net.weights[k]) for k in into_hidden)
+
+
 def test_default_reading_learns_fallback_digits_without_a_late_drop(compose_cfg):
     """The default model, learner and MNIST schedule (a 784-128-10 net to stay fast) on 2,000 of the
     fallback digits for 5 epochs: it learns, and from epoch 3 on the validation accuracy never falls

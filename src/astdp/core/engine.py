@@ -135,8 +135,11 @@ class _Workspace:
             self._fake = (*one, *two)
         return self._fake
 
-    def set_targets(self, topology, targets: dict[int, Target], state: State, activation: str) -> None:
+    def set_targets(self, topology, targets, state: State, activation: str) -> None:
         """Fold the targets of a phase into ``a``, ``c`` and the exact clamps (once per phase, not per step).
+
+        Several targets may share a layer (e.g. some pixels set, others nudged): nudges add up,
+        ``a = -1 - sum beta``, ``c = sum beta t``.
 
         Sets ``lo``, the first state column the steps of this phase work on: ``n_in`` when the whole
         input layer is clamped exactly (its states are set here, and its ``rho``, ``rho'`` and
@@ -146,14 +149,15 @@ class _Workspace:
         self.a.fill_(-1.0)
         self.c.zero_()
         self.lo, self.exact = 0, []
-        for layer, tg in targets.items():
+        for tg in targets:
+            layer = tg.layer
             sl = topology.slice(layer)
             a, c = self.a[:, :, sl], self.c[:, :, sl]  # (2, B, n_l)
             beta = tg.beta.to(a.dtype).expand_as(a)
             value = tg.value.to(c.dtype)
             if not tg.exact:
-                torch.add(beta, 1.0, out=a).neg_()
-                torch.mul(beta, value, out=c)
+                a.sub_(beta)
+                c.addcmul_(beta, value.expand_as(c))
                 continue
             mask = (beta > 0).to(a.dtype)  # (2, B, n_l): 1 where set, 0 where free
             if layer == topology.input_layer and bool(mask.all()):
@@ -216,7 +220,7 @@ class Relaxer:
         step = 0
         done = False
         for phase in phases:
-            ws.set_targets(self.net.topology, {tg.layer: tg for tg in phase.targets}, state, self.dyn.activation)
+            ws.set_targets(self.net.topology, phase.targets, state, self.dyn.activation)
             learn = phase.learn and alpha > 0
             for _ in range(phase.steps):
                 dmax, fired = self._advance(state, ws, fake_on, alpha if learn else 0.0, track=conv is not None)
@@ -248,7 +252,7 @@ class Relaxer:
         path for phases. The returned tensors are the caller's to keep.
         """
         ws = self._workspace(state)
-        ws.set_targets(self.net.topology, targets, state, self.dyn.activation)
+        ws.set_targets(self.net.topology, targets.values(), state, self.dyn.activation)
         dmax, fired = self._advance(state, ws, fake_on, alpha, track)
         return (dmax.clone() if track else None), ws.dz.clone(), (fired.bool() if fired is not None else None)
 

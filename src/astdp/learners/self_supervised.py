@@ -2,7 +2,10 @@
 
 Stage ``pretrain``: images only. A ``square`` x ``square`` patch at a random position is covered;
 the covered pixels are the "outputs" of Algorithm 2: free (or, with ``cover_value`` set, pulled to
-that gray level) for ``free_steps``, then targeted with their true values. The label layer takes
+that gray level) for ``free_steps``, then targeted with their true values. With inputs set exactly
+(``model.input_clamp=exact``) the visible pixels are set in both networks and the covered ones are
+then nudged like labels (``model.beta_output``: free in net_s, pulled in net_l), so that the two
+networks differ there and ``dz`` carries the inpainting error. The label layer takes
 no part (its blocks are zero and frozen).
 
 Stage ``readout``: input->hidden and hidden->hidden weights are frozen; the output blocks are
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from astdp.core.engine import Phase, Target
+from astdp.core.engine import Phase, Target, beta_tensor
 from astdp.core.network import Network
 from astdp.learners.supervised import Supervised
 
@@ -89,4 +92,8 @@ class SelfSupervised(Supervised):
             free_beta = clamped.beta.expand(2, *covered.shape)
         free = Target(clamped.layer, value, free_beta, clamped.exact)
         out = [Phase(self.free_steps, [free])] if self.free_steps else []
+        if clamped.exact:  # pixels set alike in both networks: the covered ones take the labels' part
+            seen = Target(clamped.layer, clamped.value, clamped.beta * (1.0 - covered), exact=True)
+            hidden = Target(clamped.layer, clamped.value, beta_tensor(self.dynamics.output_beta, x) * covered)
+            return out + [Phase(self.steps - self.free_steps, [seen, hidden])]
         return out + [Phase(self.steps - self.free_steps, [clamped])]
