@@ -33,6 +33,11 @@ def drho(x):
     return 4 * rho(x) * (1 - rho(x))
 
 
+def test_block_names_give_post_and_pre_layers():
+    assert [Topology.build(3, [4], 2, False).block_name(k) for k in range(4)] == ["0<-1", "1<-0", "1<-2", "2<-1"]
+    assert Topology.build(3, [4], 2, True).block_name(1) == "1<-0+1+2"
+
+
 def test_blocks_cover_exactly_the_connected_pairs():
     topo = Topology.build(3, [4], 2)
     mask = topo.connected_mask()

@@ -12,6 +12,7 @@ TRAIN_DZ = "train/dz_abs"  # mean |dz| over the batch's relaxation steps
 TRAIN_FAKE = "train/fake_rate"  # fraction of hidden neurons with an active fake target
 TRAIN_COST = "train/cost"  # eq (6) visible cost at the end of the batch (backprop: the loss)
 TRAIN_SYMMETRY = "train/symmetry"  # cosine of W[i, j] and W[j, i], per epoch
+TRAIN_W_NORM = "train/w_norm"  # per epoch, one per block: train/w_norm/<post><-<pre> (layer indices)
 TRAIN_SAMPLES = "train/samples_seen"
 RUN_STATUS = "run/status"  # a search trial that did not finish: diverged | failed
 RUN_ERROR = "run/error"

@@ -126,7 +126,10 @@ class AstdpLitModule(LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._bind()
-        self.log(M.TRAIN_SYMMETRY, self.system.net.symmetry_index())
+        net = self.system.net
+        self.log(M.TRAIN_SYMMETRY, net.symmetry_index())
+        self.log_dict({f"{M.TRAIN_W_NORM}/{net.topology.block_name(k)}": float(w.norm())
+                       for k, w in enumerate(net.weights)})  # drift of single blocks (docs/FINDINGS.md)
 
     # -- validation and test: learning rate zero, inputs clamped ---------------------------------
     def _infer(self, batch, acc: MulticlassAccuracy, tally: M.InferTally) -> torch.Tensor:
