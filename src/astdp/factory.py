@@ -21,7 +21,7 @@ from astdp.system import System
 DYNAMICS_KEYS = ("activation", "eps", "beta", "beta_input", "beta_output", "momentum", "init_scale", "bounds",
                  "input_clamp")
 SCHEDULE_KEYS = ("alpha_decay", "schedule", "warmup_batches", "total_batches", "min_factor", "layer_alpha",
-                 "weight_decay")
+                 "block_alpha", "weight_decay")
 LEARNER_KEYS = ("steps", "input_low", "input_high", "label_low", "label_high")
 LEARNER_EXTRA = {
     "supervised": ("free_steps",),
@@ -68,6 +68,7 @@ def build_system(
     dynamics = build_dynamics(model)
     plasticity = Plasticity(alpha=float(learner.get("alpha", 1e-4)), reduction=model.get("reduction", "sum"),
                             smoothing=float(model.get("smoothing", 0.0)), **_pick(learner, SCHEDULE_KEYS))
+    plasticity.scales(topology)  # per-layer / per-block rates must fit this net (fails here, not in training)
     kwargs = _pick(learner, LEARNER_KEYS + LEARNER_EXTRA[name])
     if name == "self_supervised":
         kwargs["image_size"] = image_size or int(round(n_in ** 0.5))

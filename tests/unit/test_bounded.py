@@ -139,6 +139,26 @@ def test_layer_rates_scale_the_update_into_each_layer():
             assert torch.count_nonzero(scaled[k]) == 0
 
 
+def test_block_rates_scale_one_block_and_unknown_names_are_refused():
+    runs = {}
+    for name, blocks in (("plain", None), ("scaled", {"1_from_2": 0.0, "2_from_1": 3.0})):
+        topo, net, _, relax, state, _, phases = _net(alpha=0.01, clamp="nudge")
+        relax.plast.block_alpha = blocks
+        w0 = [w.clone() for w in net.weights]
+        relax.run(state, [Phase(1, phases[0].targets)])
+        runs[name] = [w - w_0 for w, w_0 in zip(net.weights, w0)]
+    names = [topo.block_name(k) for k in range(len(topo.blocks))]
+    for k, name in enumerate(names):
+        if name == "1_from_2":
+            assert torch.count_nonzero(runs["scaled"][k]) == 0
+        elif name == "2_from_1":
+            assert torch.allclose(runs["scaled"][k], 3 * runs["plain"][k])
+        else:
+            assert torch.allclose(runs["scaled"][k], runs["plain"][k])
+    with pytest.raises(ValueError, match="unknown blocks"):
+        Plasticity(block_alpha={"1_from_9": 1.0}).scales(topo)
+
+
 def test_weight_decay_shrinks_learning_weights_once_per_call():
     topo, net, _, relax, _, _, _ = _net()
     net.frozen = {0}

@@ -34,8 +34,8 @@ def drho(x):
 
 
 def test_block_names_give_post_and_pre_layers():
-    assert [Topology.build(3, [4], 2, False).block_name(k) for k in range(4)] == ["0<-1", "1<-0", "1<-2", "2<-1"]
-    assert Topology.build(3, [4], 2, True).block_name(1) == "1<-0+1+2"
+    assert [Topology.build(3, [4], 2, False).block_name(k) for k in range(4)] == ["0_from_1", "1_from_0", "1_from_2", "2_from_1"]
+    assert Topology.build(3, [4], 2, True).block_name(1) == "1_from_0_1_2"
 
 
 def test_blocks_cover_exactly_the_connected_pairs():

@@ -333,11 +333,11 @@ class Relaxer:
 
         if alpha > 0:
             rate = self.plast.rate(alpha, batch)
-            scale = self.plast.layer_scales(t.n_layers)
-            plasticity.apply(net, ws.dz, ws.z[0], rate, self.reduce_hook, skip_posts=skip, layer_scale=scale)
+            scales = self.plast.scales(t)
+            plasticity.apply(net, ws.dz, ws.z[0], rate, self.reduce_hook, skip_posts=skip, scales=scales)
             if smooth:
                 plasticity.apply(net, smooth_signal, ws.z[0], -self.plast.rate(self.plast.smoothing, batch),
-                                 skip_posts=skip, layer_scale=scale)
+                                 skip_posts=skip, scales=scales)
         return dmax, fired
 
     def _clamped_layers(self, lo: int) -> tuple[int, ...]:

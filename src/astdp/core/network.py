@@ -126,10 +126,10 @@ class Topology:
         return tuple(blocks)
 
     def block_name(self, k: int) -> str:
-        """``"<post><-<pre>[+<pre>]"`` in layer indices (0 = input), e.g. ``"1<-2"`` = output -> hidden."""
+        """``"<post>_from_<pre>[_<pre>]"`` in layer indices (0 = input), e.g. ``"1_from_2"``: output -> hidden."""
         blk = self.blocks[k]
         pres = [l for l in range(self.n_layers) if blk.lo <= self.offsets[l] < blk.hi]
-        return f"{blk.post}<-{'+'.join(map(str, pres))}"
+        return f"{blk.post}_from_{'_'.join(map(str, pres))}"
 
     def fan_in(self, layer: int) -> int:
         return sum(self.sizes[p] for p in self.senders(layer)) - (1 if self.lateral and layer in self.hidden_layers else 0)

@@ -25,7 +25,8 @@ Rate schedule (not in the paper; the rate in use for a training batch is ``alpha
     warm-up (any kind): factor x min(1, (batch + 1) / warmup_batches)
 
 ``layer_alpha[l]`` scales the rate of every weight and bias *into* layer ``l`` (per-layer rates for
-deep nets); ``weight_decay`` shrinks every learning weight once per training batch,
+deep nets); ``block_alpha[name]`` scales one weight block on top of that, by its name
+``"<post>_from_<pre>"`` (:meth:`Topology.block_name`, e.g. ``"1_from_2"``: output -> hidden); ``weight_decay`` shrinks every learning weight once per training batch,
 ``W <- (1 - weight_decay * factor) W``.
 """
 
@@ -53,6 +54,7 @@ class Plasticity:
     total_batches: int | None = None  # "cosine": the length T in training batches (None: the harness sets it)
     min_factor: float = 0.0  # "cosine": the factor at the end, in [0, 1]
     layer_alpha: tuple[float, ...] | None = None  # per receiving layer rate multipliers (None: all 1)
+    block_alpha: dict[str, float] | None = None  # per block rate multipliers by block name (None: all 1)
     weight_decay: float = 0.0  # per training batch, >= 0
     epoch: int = 0  # set by the training loop
     batch: int = 0  # training batches done so far (global), set by the training loop
@@ -78,6 +80,10 @@ class Plasticity:
             self.layer_alpha = tuple(float(a) for a in self.layer_alpha)
             if min(self.layer_alpha) < 0:
                 raise ValueError(f"learner.layer_alpha must be null or a list of numbers >= 0, got {list(self.layer_alpha)}")
+        if self.block_alpha is not None:
+            self.block_alpha = {str(k): float(v) for k, v in dict(self.block_alpha).items()}
+            if min(self.block_alpha.values(), default=0.0) < 0:
+                raise ValueError(f"learner.block_alpha must map block names to numbers >= 0, got {self.block_alpha}")
         if not 0.0 <= self.weight_decay < 1.0:
             raise ValueError(f"learner.weight_decay must lie in [0, 1), got {self.weight_decay}")
 
@@ -105,13 +111,21 @@ class Plasticity:
     def rate(self, rate: float, batch: int) -> float:
         return rate / batch if self.reduction == "mean" else rate
 
-    def layer_scales(self, n_layers: int) -> tuple[float, ...] | None:
-        if self.layer_alpha is None:
+    def scales(self, topology) -> tuple[list[float], list[float]] | None:
+        """Rate multipliers (per weight block, per bias layer), or None when all are 1."""
+        if self.layer_alpha is None and not self.block_alpha:
             return None
-        if len(self.layer_alpha) != n_layers:
+        n_layers = topology.n_layers
+        layer = self.layer_alpha or (1.0,) * n_layers
+        if len(layer) != n_layers:
             raise ValueError(f"learner.layer_alpha needs one multiplier per layer ({n_layers}: input, hidden..., "
-                             f"output), got {len(self.layer_alpha)}")
-        return self.layer_alpha
+                             f"output), got {len(layer)}")
+        names = [topology.block_name(k) for k in range(len(topology.blocks))]
+        unknown = sorted(set(self.block_alpha or {}) - set(names))
+        if unknown:
+            raise ValueError(f"learner.block_alpha names unknown blocks {unknown}; this net's blocks are {names}")
+        blocks = [layer[b.post] * (self.block_alpha or {}).get(name, 1.0) for b, name in zip(topology.blocks, names)]
+        return blocks, list(layer)
 
     def decay_weights(self, net: Network) -> None:
         """``W <- (1 - weight_decay * factor) W`` for every learning block (once per training batch)."""
@@ -129,7 +143,7 @@ def block_deltas(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor
 
 
 def apply(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate: float, reduce_hook=None,
-          skip_posts: tuple[int, ...] = (), layer_scale: tuple[float, ...] | None = None) -> None:
+          skip_posts: tuple[int, ...] = (), scales: tuple[list[float], list[float]] | None = None) -> None:
     """In place: ``W += rate * post_signal^T @ pre_rate`` and ``b += rate * sum_b post_signal``.
 
     One GEMM per learning block, straight into the stored weights (``addmm_``; the transposed
@@ -138,7 +152,7 @@ def apply(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate:
     per-layer deltas (weights first, then biases) before they are applied, so a data-parallel
     wrapper can average them across processes in place. Blocks into a layer of ``skip_posts``
     (where ``post_signal`` is known to be zero, e.g. exactly clamped inputs) are left out.
-    ``layer_scale[l]`` multiplies the rate into layer ``l``.
+    ``scales = (per block, per bias layer)`` multiplies the rate of each (:meth:`Plasticity.scales`).
     """
     t = net.topology
     bias_sum = post_signal.sum(0)  # (N,)
@@ -146,15 +160,15 @@ def apply(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate:
     if reduce_hook is None:
         for k, (blk, w) in enumerate(zip(t.blocks, net.weights)):
             if k not in net.frozen and blk.post not in skip_posts:
-                r = rate * layer_scale[blk.post] if layer_scale else rate
+                r = rate * scales[0][k] if scales else rate
                 w.addmm_(post_signal[:, t.slice(blk.post)].t(), pre_rate[:, blk.lo : blk.hi], alpha=r)
     else:
         deltas = block_deltas(net, post_signal, pre_rate)
         reduce_hook(deltas + bias_deltas)
-        for k, (blk, w, d) in enumerate(zip(t.blocks, net.weights, deltas)):
+        for k, (w, d) in enumerate(zip(net.weights, deltas)):
             if k not in net.frozen:
-                w.add_(d, alpha=rate * layer_scale[blk.post] if layer_scale else rate)
+                w.add_(d, alpha=rate * scales[0][k] if scales else rate)
     for l, (b, d) in enumerate(zip(net.biases, bias_deltas)):
         if l not in net.frozen_bias:
-            b.add_(d, alpha=rate * layer_scale[l] if layer_scale else rate)
+            b.add_(d, alpha=rate * scales[1][l] if scales else rate)
     net.zero_self_connections()
