@@ -26,7 +26,8 @@ Rate schedule (not in the paper; the rate in use for a training batch is ``alpha
 
 ``layer_alpha[l]`` scales the rate of every weight and bias *into* layer ``l`` (per-layer rates for
 deep nets); ``block_alpha[name]`` scales one weight block on top of that, by its name
-``"<post>_from_<pre>"`` (:meth:`Topology.block_name`, e.g. ``"1_from_2"``: output -> hidden); ``weight_decay`` shrinks every learning weight once per training batch,
+``"<post>_from_<pre>"`` (:meth:`Topology.block_name`, e.g. ``"1_from_2"``: output -> hidden);
+``weight_decay`` shrinks every learning weight once per training batch,
 ``W <- (1 - weight_decay * factor) W``.
 """
 
@@ -112,9 +113,13 @@ class Plasticity:
         return rate / batch if self.reduction == "mean" else rate
 
     def scales(self, topology) -> tuple[list[float], list[float]] | None:
-        """Rate multipliers (per weight block, per bias layer), or None when all are 1."""
+        """Rate multipliers (per weight block, per bias layer), or None when all are 1 (memoised)."""
         if self.layer_alpha is None and not self.block_alpha:
             return None
+        key = (topology, self.layer_alpha, tuple(sorted((self.block_alpha or {}).items())))
+        memo = getattr(self, "_scales_memo", None)
+        if memo is not None and memo[0] == key:
+            return memo[1]
         n_layers = topology.n_layers
         layer = self.layer_alpha or (1.0,) * n_layers
         if len(layer) != n_layers:
@@ -125,6 +130,7 @@ class Plasticity:
         if unknown:
             raise ValueError(f"learner.block_alpha names unknown blocks {unknown}; this net's blocks are {names}")
         blocks = [layer[b.post] * (self.block_alpha or {}).get(name, 1.0) for b, name in zip(topology.blocks, names)]
+        self._scales_memo = (key, (blocks, list(layer)))
         return blocks, list(layer)
 
     def decay_weights(self, net: Network) -> None:
