@@ -143,12 +143,13 @@ class _Workspace:
 
         Sets ``lo``, the first state column the steps of this phase work on: ``n_in`` when the whole
         input layer is clamped exactly (its states are set here, and its ``rho``, ``rho'`` and
-        ``dz`` computed once), else 0. ``exact`` lists the other exact clamps as
+        ``dz`` computed once), else 0; ``skip`` then names the input layer, whose blocks neither run
+        nor learn. ``exact`` lists the other exact clamps as
         ``(slice, keep (2, B, n), clamped values (2, B, n))``, applied here and after every step.
         """
         self.a.fill_(-1.0)
         self.c.zero_()
-        self.lo, self.exact = 0, []
+        self.lo, self.skip, self.exact = 0, (), []
         for tg in targets:
             layer = tg.layer
             sl = topology.slice(layer)
@@ -161,16 +162,16 @@ class _Workspace:
                 continue
             mask = (beta > 0).to(a.dtype)  # (2, B, n_l): 1 where set, 0 where free
             if layer == topology.input_layer and bool(mask.all()):
-                self.lo = sl.stop
+                self.lo, self.skip = sl.stop, (layer,)
                 state.s[:, :, sl].copy_(value.expand_as(a))
                 state.v[:, :, sl].zero_()
                 activations.get_into(activation)(state.s[:, :, sl], self.z[:, :, sl], self.d[:, :, sl])
                 self.dz[:, sl].zero_()
                 self.adz[:, sl].zero_()
             else:
-                keep = 1.0 - mask
-                self.exact.append((sl, keep, mask * value))
-                state.s[:, :, sl].mul_(keep).add_(mask * value)
+                keep, set_value = 1.0 - mask, mask * value
+                self.exact.append((sl, keep, set_value))
+                state.s[:, :, sl].mul_(keep).add_(set_value)
                 state.v[:, :, sl].mul_(keep)
 
 
@@ -212,6 +213,7 @@ class Relaxer:
         batch = s.shape[1]
         dev, dt = s.device, s.dtype
         ws = self._workspace(state)
+        scales = self.plast.scales(self.net.topology)  # per-block / per-layer rates, once per call
         dz_sum = torch.zeros((), device=dev, dtype=dt)  # sum of |dz| over steps, samples, neurons
         fire_sum = torch.zeros((), device=dev, dtype=dt)  # number of fake targets fired
         conv = torch.full((batch,), -1, dtype=torch.long, device=dev) if track_tol is not None else None
@@ -223,7 +225,8 @@ class Relaxer:
             ws.set_targets(self.net.topology, phase.targets, state, self.dyn.activation)
             learn = phase.learn and alpha > 0
             for _ in range(phase.steps):
-                dmax, fired = self._advance(state, ws, fake_on, alpha if learn else 0.0, track=conv is not None)
+                dmax, fired = self._advance(state, ws, fake_on, alpha if learn else 0.0, scales,
+                                            track=conv is not None)
                 dz_sum.add_(ws.adz.sum())
                 if fired is not None:
                     fire_sum.add_(fired.sum())
@@ -253,7 +256,7 @@ class Relaxer:
         """
         ws = self._workspace(state)
         ws.set_targets(self.net.topology, targets.values(), state, self.dyn.activation)
-        dmax, fired = self._advance(state, ws, fake_on, alpha, track)
+        dmax, fired = self._advance(state, ws, fake_on, alpha, self.plast.scales(self.net.topology), track)
         return (dmax.clone() if track else None), ws.dz.clone(), (fired.bool() if fired is not None else None)
 
     # -- internals ----------------------------------------------------------------------------------
@@ -269,7 +272,7 @@ class Relaxer:
             self._workspaces[key] = ws
         return ws
 
-    def _advance(self, state: State, ws: _Workspace, fake_on: bool, alpha: float, track: bool):
+    def _advance(self, state: State, ws: _Workspace, fake_on: bool, alpha: float, scales, track: bool):
         """One step with the targets already folded into ``ws``. Returns (max|ds| (B,) or None, fired).
 
         Works on the state columns ``[ws.lo, N)``: the columns before hold exactly clamped inputs
@@ -286,7 +289,7 @@ class Relaxer:
         # eq (2): W z + b for every receiving layer, both networks in one GEMM per block
         z2 = ws.z.view(2 * batch, n)
         pre = ws.pre  # (2B, N)
-        skip = self._clamped_layers(lo)
+        skip = ws.skip
         for layer, ks in enumerate(self._blocks_by_post()):
             if layer in skip:
                 continue
@@ -333,17 +336,11 @@ class Relaxer:
 
         if alpha > 0:
             rate = self.plast.rate(alpha, batch)
-            scales = self.plast.scales(t)
             plasticity.apply(net, ws.dz, ws.z[0], rate, self.reduce_hook, skip_posts=skip, scales=scales)
             if smooth:
                 plasticity.apply(net, smooth_signal, ws.z[0], -self.plast.rate(self.plast.smoothing, batch),
                                  skip_posts=skip, scales=scales)
         return dmax, fired
-
-    def _clamped_layers(self, lo: int) -> tuple[int, ...]:
-        """Layers that lie wholly before column ``lo`` (exactly clamped this phase)."""
-        t = self.net.topology
-        return tuple(l for l in range(t.n_layers) if t.slice(l).stop <= lo)
 
     def _fake_targets(self, state: State, ws: _Workspace) -> torch.Tensor:
         """Add the fake-target pull on hidden neurons to the force; returns fired (B, N_hidden) as 0/1.

@@ -113,13 +113,9 @@ class Plasticity:
         return rate / batch if self.reduction == "mean" else rate
 
     def scales(self, topology) -> tuple[list[float], list[float]] | None:
-        """Rate multipliers (per weight block, per bias layer), or None when all are 1 (memoised)."""
+        """Rate multipliers (per weight block, per bias layer), or None when all are 1."""
         if self.layer_alpha is None and not self.block_alpha:
             return None
-        key = (topology, self.layer_alpha, tuple(sorted((self.block_alpha or {}).items())))
-        memo = getattr(self, "_scales_memo", None)
-        if memo is not None and memo[0] == key:
-            return memo[1]
         n_layers = topology.n_layers
         layer = self.layer_alpha or (1.0,) * n_layers
         if len(layer) != n_layers:
@@ -130,7 +126,6 @@ class Plasticity:
         if unknown:
             raise ValueError(f"learner.block_alpha names unknown blocks {unknown}; this net's blocks are {names}")
         blocks = [layer[b.post] * (self.block_alpha or {}).get(name, 1.0) for b, name in zip(topology.blocks, names)]
-        self._scales_memo = (key, (blocks, list(layer)))
         return blocks, list(layer)
 
     def decay_weights(self, net: Network) -> None:
