@@ -139,7 +139,7 @@ def reference_step(
         pair = fake.beta or dyn.beta
         for k_net in range(2):
             fake_beta[k_net, :, hidden] = pair[k_net] * fired.to(s.dtype)
-        t_fake[:, hidden] = torch.sign(dz_h) * fake.t_c  # eq (16)
+        t_fake[:, hidden] = fake.center + torch.sign(dz_h) * fake.t_c  # eq (16)
 
     new_s = torch.empty_like(s)
     ds = None

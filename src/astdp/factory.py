@@ -75,4 +75,5 @@ def build_system(
         kwargs["generator"] = torch.Generator().manual_seed(seed + 1)
     learner_obj = LEARNERS[name](topology, dynamics, **kwargs)
     return System(topology, dynamics, plasticity, build_fake(model), learner_obj, batch_size, seed=seed,
-                  readout=model.get("readout", "l"), infer_fake=bool(model.get("infer_fake", False)), device=device)
+                  readout=model.get("readout", "l"), infer_fake=bool(model.get("infer_fake", False)),
+                  persistent=bool(model.get("persistent", True)), device=device)

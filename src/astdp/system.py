@@ -1,7 +1,7 @@
 """A trained aSTDP system in plain torch: one network, a learner, and the persistent states.
 
 ``train_state`` holds one two-network state per batch slot, carried from sample to sample for the
-whole run; ``eval_state`` does the same for testing so that evaluation never disturbs training.
+whole run (``persistent=False``: drawn afresh for every batch); ``eval_state`` does the same for testing so that evaluation never disturbs training.
 The harness (Lightning) keeps these tensors in buffers; scripts and tests use this class directly.
 """
 
@@ -31,6 +31,7 @@ class System:
         seed: int = 0,
         readout: str = "l",
         infer_fake: bool = False,
+        persistent: bool = True,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
@@ -40,6 +41,7 @@ class System:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
         self.topology, self.dynamics, self.learner = topology, dynamics, learner
         self.batch_size, self.readout, self.infer_fake = batch_size, READOUTS[readout], infer_fake
+        self.persistent = bool(persistent)
         self.generator = torch.Generator().manual_seed(seed)
         self.net = Network.init(topology, generator=self.generator, dtype=dtype, device=device)
         device_gen = self.generator if torch.device(device).type == "cpu" else torch.Generator(device).manual_seed(seed)
@@ -53,8 +55,14 @@ class System:
         return State.init(self.topology.n, batch or self.batch_size, self.dynamics.init_scale,
                           generator=self.generator, dtype=w.dtype, device=w.device)
 
+    def _start(self, state: State) -> State:
+        """The state a batch starts from: the slots' last state, or a fresh draw if not persistent."""
+        if not self.persistent:
+            state.redraw_(self.dynamics.init_scale, self.generator)
+        return state
+
     def train_batch(self, x: torch.Tensor, y: torch.Tensor | None) -> RunStats:
-        state = self.train_state.slots(x.shape[0])
+        state = self._start(self.train_state.slots(x.shape[0]))
         stats = self.relaxer.run(state, self.learner.phases(x, y))
         self.relaxer.plast.decay_weights(self.net)
         return stats
@@ -79,7 +87,7 @@ class System:
     def infer(self, x: torch.Tensor, steps: int | None = None, tol: float = 1e-3,
               stop_when_converged: bool = False, state: State | None = None) -> tuple[torch.Tensor, RunStats]:
         """Testing: learning rate zero, inputs clamped. Returns (output states (B, n_out), stats)."""
-        state = (state or self.eval_state).slots(x.shape[0])
+        state = self._start((state or self.eval_state).slots(x.shape[0]))
         stats = self.relaxer.run(state, self.learner.test_phases(x, steps), alpha=0.0, fake_on=self.infer_fake,
                                  track_tol=tol, stop_when_converged=stop_when_converged)
         return self.output(state), stats

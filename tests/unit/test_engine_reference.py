@@ -40,6 +40,7 @@ OPTIONS = {
     "frozen_blocks": {"frozen": True},
     "sigmoid4_box_bounded": {"activation": "sigmoid4_box", "bounds": (0.0, 1.0)},
     "bounded_hardsigmoid": {"activation": "hardsigmoid", "bounds": (0.0, 1.0), "fake": {"k": 1.5}},
+    "bounded_centered_fake": {"activation": "hardsigmoid", "bounds": (0.0, 1.0), "fake": {"k": 1.5, "center": 0.5}},
     "exact_inputs": {"exact": True},
     "exact_inputs_bounded_momentum": {"exact": True, "bounds": (-0.3, 0.6), "momentum": 0.6, "smoothing": 0.05},
     "exact_per_pixel": {"exact": True, "per_pixel": True, "bounds": (0.0, 1.0), "activation": "hardsigmoid"},

@@ -116,6 +116,7 @@ def test_fake_target_fires_with_algorithm1_probability():
         se = torch.sqrt(p * (1 - p) / dz.shape[0]).clamp_min(1e-3)
         assert ((fired - p).abs() < 5 * se).all(), (rule, fired, p)
     assert torch.equal(fake_target.value(torch.tensor([0.3, -0.1]), 0.25), torch.tensor([0.25, -0.25]))
+    assert torch.equal(fake_target.value(torch.tensor([0.3, -0.1]), 0.25, center=0.5), torch.tensor([0.75, 0.25]))
 
 
 def test_fake_target_nudges_hidden_toward_sign_of_dz():

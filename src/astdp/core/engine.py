@@ -50,6 +50,7 @@ class FakeTargets:
     enabled: bool = True
     k: float = 50.0  # scale factor k, eq (17)-(18), > 0
     t_c: float = 0.25  # fake target magnitude t_c, eq (16), >= 0
+    center: float = 0.0  # t_f = center + sign(dz) t_c; the paper's states are centred on 0
     m: float = 0.95  # running-mean factor m of |dz|, eq (18), in [0, 1)
     rule: str = "algorithm1"  # "algorithm1": P = |dz|/(k dzm);  "eq18": P = k |dz|/dzm
     beta: tuple[float, float] | None = None  # nudging of a firing fake target (None: model.beta)
@@ -346,7 +347,7 @@ class Relaxer:
         """Add the fake-target pull on hidden neurons to the force; returns fired (B, N_hidden) as 0/1.
 
         The same computation as :mod:`astdp.core.fake_target` (running mean, firing rule with its
-        rounding floor, ``t_f = sign(dz) t_c``), done in place in workspace buffers.
+        rounding floor, ``t_f = center + sign(dz) t_c``), done in place in workspace buffers.
         """
         hs = self.net.topology.hidden_slice
         fk = self.fake
@@ -361,7 +362,7 @@ class Relaxer:
         else:  # eq18: u dzm < k |dz|, and |dz| above the rounding floor
             torch.lt(u.mul_(dzm), torch.mul(adz_h, fk.k, out=thr), out=fired)
             fired.mul_(torch.gt(adz_h, fake_target.DZ_FLOOR, out=thr))
-        torch.sign(dz_h, out=t_f).mul_(fk.t_c)  # eq (16)
+        torch.sign(dz_h, out=t_f).mul_(fk.t_c).add_(fk.center)  # eq (16)
         torch.mul(fired, self._fake_beta(ws), out=beta)  # (2, B, N_hidden): beta where fired, else 0
         torch.sub(t_f, state.s[:, :, hs], out=pull)  # t_f - s
         ws.force[:, :, hs].addcmul_(beta, pull)

@@ -4,7 +4,11 @@
     fire_i  =  |dz_i| > u_i * k * dzm_i,  u_i ~ U(0, 1)          (Algorithm 1, default)
             i.e. with probability min(1, |dz_i| / (k * dzm_i))
     fire_i  =  u_i < k * |dz_i| / dzm_i                          (eq 18 as printed, rule="eq18")
-    t_f_i   =  sign(dz_i) * t_c                                  (eq 16)
+    t_f_i   =  center + sign(dz_i) * t_c                         (eq 16)
+
+The paper's states are centred on 0, so its fake targets are ``+-t_c``. States bounded to
+``[0, 1]`` are centred on 0.5: there ``center = 0.5`` keeps a fake target on the side that ``dz``
+points to (with ``center = 0`` a target of ``+t_c`` pulls every neuron above ``t_c`` down).
 
 While it fires, hidden neuron ``i`` is nudged toward ``t_f_i`` like a visible target, with its own
 beta in each network. Shapes: ``dz``, ``dzm``, ``u``: (B, N_hidden).
@@ -40,6 +44,6 @@ def firing_probability(dz: torch.Tensor, dzm: torch.Tensor, k: float, rule: str 
     return p.clamp(0.0, 1.0)
 
 
-def value(dz: torch.Tensor, t_c: float) -> torch.Tensor:
-    """eq (16): ``sign(dz) * t_c``."""
-    return torch.sign(dz) * t_c
+def value(dz: torch.Tensor, t_c: float, center: float = 0.0) -> torch.Tensor:
+    """eq (16): ``center + sign(dz) * t_c``."""
+    return center + torch.sign(dz) * t_c

@@ -87,7 +87,7 @@ def validate_model(model: Mapping[str, Any]) -> None:
         if key in model:
             need(_is_num(model[key]), f"model.{key} must be a number, got {model[key]!r}")
     fake = model.get("fake_target") or {}
-    for key in ("k", "t_c", "m"):
+    for key in ("k", "t_c", "m", "center"):
         if key in fake:
             need(_is_num(fake[key]), f"model.fake_target.{key} must be a number, got {fake[key]!r}")
 
