@@ -56,4 +56,4 @@ def train_step(model: MLP, opt: torch.optim.Optimizer, kind: str, x: torch.Tenso
     value = loss(kind, model(x), y)
     value.backward()
     opt.step()
-    return float(value)
+    return float(value.detach())

@@ -1,0 +1,225 @@
+"""Time to accuracy: training seconds and samples until a net reaches 85 / 90 / 95 % validation accuracy.
+
+    python -m benchmarks.time_to_accuracy --root ../shared/data             # one epoch each (~7 min)
+    python -m benchmarks.time_to_accuracy --root ../shared/data --quick     # each net stops at 90 %
+    python -m benchmarks.time_to_accuracy --learners supervised bp_ce --threads 1 2
+
+In one process, one after the other, with the same thread count, data split and data order, it
+trains the default aSTDP supervised net (``learner=supervised``), the default unsupervised net
+(``learner=unsupervised``) and the backprop cross-entropy baseline (``learner=bp_ce``), each with
+its defaults composed from ``conf/`` exactly as ``python train.py learner=<name>`` would (784-512-10,
+batch 128, the data set's rate schedule over one epoch). Every ``--every`` training samples the
+net is tested on a fixed 2,000-image validation split of the training pool (``data.split_seed=0``,
+as ``data.val_size=2000`` in train.py), with the learner's test-time inference; only training is
+timed (``time.perf_counter`` around each training batch), never the validation.
+
+Printed: one row per learner and target with the training seconds and samples at which the
+validation accuracy first reached the target (``-`` if it did not: the best value is shown), the
+peak resident memory of the process, and last one JSON line. ``--quick`` stops a learner once it
+has reached 90 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+TARGETS = (0.85, 0.90, 0.95)
+LEARNERS = ("supervised", "unsupervised", "bp_ce")
+JSON_NAMES = {"supervised": "astdp", "unsupervised": "unsup", "bp_ce": "bp_ce"}
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose(learner: str, root: str, overrides: list[str]):
+    """The run config of ``python train.py learner=<learner> data.root=<root> <overrides>``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose("train", overrides=[f"learner={learner}", f"data.root={root}", "logger=none",
+                                                 "data.val_size=2000", *overrides])
+
+
+def load_data(cfg) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor], str]:
+    """(train, val, source) exactly as the DataModule splits them."""
+    from astdp.data.datamodule import AstdpDataModule
+
+    node = {k: v for k, v in cfg.data.items() if k not in ("_target_", "budget", "max_epochs")}
+    dm = AstdpDataModule(**node)
+    dm.setup("fit")
+    return dm.train_set.tensors, dm.val_set.tensors, dm.source
+
+
+class AstdpNet:
+    """The aSTDP system of a composed config, trained and tested through the plain-torch core."""
+
+    def __init__(self, cfg, n_batches: int) -> None:
+        from omegaconf import OmegaConf
+
+        from astdp.factory import build_system
+
+        plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
+        self.learner = plain(cfg.learner)
+        self.system = build_system(plain(cfg.model), self.learner, plain(cfg.depth), int(cfg.data.n_inputs),
+                                   int(cfg.data.n_outputs), int(cfg.data.batch_size), seed=int(cfg.seed),
+                                   image_size=cfg.data.get("image_size"))
+        plast = self.system.relaxer.plast
+        if plast.schedule == "cosine" and plast.total_batches is None:
+            plast.total_batches = n_batches  # the run's length, as the Lightning module sets it
+        self.batch = 0
+
+    def train_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.system.relaxer.plast.batch = self.batch
+        self.system.train_batch(x, y)
+        self.batch += 1
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.system.infer(x, steps=int(self.learner["test_steps"]), tol=float(self.learner["tol"]),
+                                   stop_when_converged=bool(self.learner.get("infer_stop", True)))
+        return out.argmax(dim=1)
+
+
+class BpNet:
+    """The backprop baseline of a composed config (same layer sizes), one autograd step per batch."""
+
+    def __init__(self, cfg, n_batches: int) -> None:
+        from astdp.baselines import bp
+
+        torch.manual_seed(int(cfg.seed))
+        sizes = [int(cfg.data.n_inputs), *[int(h) for h in cfg.depth.hidden], int(cfg.data.n_outputs)]
+        self.kind, self.bp = str(cfg.learner.name), bp
+        self.model = bp.MLP(sizes, str(cfg.learner.activation))
+        self.opt = bp.make_optimizer(str(cfg.learner.optimizer), self.model.parameters(), float(cfg.learner.lr))
+
+    def train_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.bp.train_step(self.model, self.opt, self.kind, x, y)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).argmax(dim=1)
+
+
+def accuracy(net, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
+    hits = sum(int((net.predict(x[i : i + batch]) == y[i : i + batch]).sum()) for i in range(0, len(y), batch))
+    return hits / len(y)
+
+
+def run_learner(name: str, root: str, every: int, epochs: int, stop_at: float | None, overrides: list[str],
+                data=None, targets: tuple[float, ...] = TARGETS) -> dict:
+    """Train one learner, validating every ``every`` samples; ``reached[target] = (seconds, samples)``."""
+    cfg = compose(name, root, overrides)
+    train, val, source = data or load_data(cfg)
+    xs, ys = train
+    batch = int(cfg.data.batch_size)
+    n_batches = epochs * -(-len(ys) // batch)
+    net = (BpNet if name.startswith("bp_") else AstdpNet)(cfg, n_batches)
+    order_gen = torch.Generator().manual_seed(int(cfg.seed))
+    curve, seconds, samples, next_check = [], 0.0, 0, every
+    reached: dict[float, tuple[float, int]] = {}
+
+    def check() -> bool:
+        acc = accuracy(net, *val, batch)
+        curve.append((samples, round(seconds, 3), acc))
+        for target in targets:
+            if acc >= target and target not in reached:
+                reached[target] = (seconds, samples)
+        return stop_at is not None and acc >= stop_at
+
+    done = False
+    for _ in range(epochs):
+        order = torch.randperm(len(ys), generator=order_gen)
+        for i in range(0, len(ys), batch):
+            idx = order[i : i + batch]
+            x, y = xs[idx], ys[idx]
+            t0 = time.perf_counter()
+            net.train_batch(x, y)
+            seconds += time.perf_counter() - t0
+            samples += len(idx)
+            if samples >= next_check:
+                next_check += every
+                if check():
+                    done = True
+                    break
+        if done:
+            break
+    if not curve or curve[-1][0] != samples:
+        check()
+    return {"learner": name, "source": source, "reached": reached, "curve": curve, "seconds": seconds,
+            "samples": samples, "best": max(a for _, _, a in curve)}
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| learner | target | train s | samples | best val acc | trained (s / samples) |", "|---|---|---|---|---|---|"]
+    for r in results:
+        for target in TARGETS:
+            hit = r["reached"].get(target)
+            s, n = (f"{hit[0]:.1f}", f"{hit[1]:,}") if hit else ("-", "-")
+            lines.append(f"| {r['learner']} | {target:.0%} | {s} | {n} | {r['best']:.2%} | "
+                         f"{r['seconds']:.1f} / {r['samples']:,} |")
+    return "\n".join(lines)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def summary(results: list[dict], threads: int) -> dict:
+    out: dict = {"threads": threads, "machine": cpu_name(), "torch": torch.__version__,
+                 "date": time.strftime("%Y-%m-%d")}
+    for r in results:
+        key = JSON_NAMES.get(r["learner"], r["learner"])
+        for target in TARGETS[1:]:
+            hit = r["reached"].get(target)
+            pct = int(round(target * 100))
+            out[f"{key}_s_to_{pct}"] = round(hit[0], 2) if hit else None
+            out[f"{key}_samples_to_{pct}"] = hit[1] if hit else None
+        out[f"{key}_best"] = round(r["best"], 4)
+    out["data_source"] = results[0]["source"] if results else None
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--root", default="data", help="folder holding MNIST/raw (as data.root)")
+    p.add_argument("--quick", action="store_true", help="stop each learner once it reaches 90 %%")
+    p.add_argument("--threads", type=int, nargs="+", default=[1], help="torch thread counts, one pass each")
+    p.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS)
+    p.add_argument("--every", type=int, default=1280, help="validate every this many training samples (>= 1)")
+    p.add_argument("--epochs", type=int, default=1, help="training epochs per learner (>= 1)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="Hydra overrides for every learner, e.g. learner.steps=40")
+    args = p.parse_args(argv)
+    if args.every < 1 or args.epochs < 1 or min(args.threads) < 1:
+        p.error("--every, --epochs and --threads must be >= 1")
+    root = str(Path(args.root).resolve())
+    data = load_data(compose("supervised", root, args.set))
+    out = {}
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        results = []
+        for name in args.learners:
+            r = run_learner(name, root, args.every, args.epochs, 0.90 if args.quick else None, args.set, data)
+            curve = " ".join(f"{n}:{a:.3f}" for n, _, a in r["curve"])
+            print(f"[{threads} thread(s)] {name}: {curve}", flush=True)
+            results.append(r)
+        print(table(results), flush=True)
+        out = summary(results, threads)
+        print(json.dumps(out), flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    main()
