@@ -15,11 +15,17 @@ networks, no relaxation, so ``dz_i = 0`` there) instead of nudging them with ``b
 ``beta_i`` is zero for neurons without a target. ``eps`` and ``beta`` differ between the networks
 (eps_s, eps_l; beta_s < beta_l). With ``m_v = 1`` momentum is exactly eq (1).
 Targets act on states ``s`` (not on ``rho(s)``).
+
+The functions at the end compute these equations in place on preallocated tensors
+(:func:`drive_into` eq (2), :func:`force_` eq (1) + (5), :func:`momentum_` eq (19)-(20),
+:func:`euler_` the step and the clip); :mod:`astdp.core.engine` calls them at every step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import torch
 
 from astdp.core import activations
 
@@ -78,3 +84,45 @@ class Dynamics:
     @property
     def output_beta(self) -> tuple[float, float]:
         return self.beta_output or self.beta
+
+
+# -- the step, as functions on tensors (the relaxation loop calls these on its buffers, in place) --------
+def drive_into(net, z: torch.Tensor, out: torch.Tensor, skip: tuple[int, ...] = ()) -> None:
+    """eq (2) without ``rho'``: ``out[:, layer] = sum_blocks z[:, block] @ W_k^T + b_layer``.
+
+    ``z``, ``out``: (R, N) rows of states (both networks stacked: R = 2B), one GEMM per block,
+    written straight into the receiving layer's columns. Layers in ``skip`` are left untouched.
+    """
+    t = net.topology
+    for layer, ks in enumerate(t.blocks_into):
+        if layer in skip:
+            continue
+        cols = out[:, t.slice(layer)]
+        for i, k in enumerate(ks):
+            blk = t.blocks[k]
+            zk, wt = z[:, blk.lo : blk.hi], net.weights[k].t()
+            if i == 0:
+                torch.addmm(net.biases[layer], zk, wt, out=cols)
+            else:
+                cols.addmm_(zk, wt)
+
+
+def force_(f: torch.Tensor, d: torch.Tensor, s: torch.Tensor, a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """eq (1) + (5) in place on ``f`` (holding ``W z + b``): ``f = rho'(s) f + a s + c``.
+
+    With ``a = -(1 + beta)`` and ``c = beta t`` where a neuron has a target (``a = -1``, ``c = 0``
+    elsewhere) this is ``R(s) - s + beta (t - s)``.
+    """
+    return f.mul_(d).addcmul_(s, a).add_(c)
+
+
+def momentum_(v: torch.Tensor, f: torch.Tensor, m: float) -> torch.Tensor:
+    """eq (19)-(20): ``v <- m f + (1 - m) v`` in place; returns ``v``, the step direction."""
+    return v.mul_(1.0 - m).add_(f, alpha=m)
+
+
+def euler_(s: torch.Tensor, f: torch.Tensor, eps: torch.Tensor, bounds: tuple[float, float] | None) -> None:
+    """``s <- s + eps f``, then ``s <- clip(s, lo, hi)`` in the bounded reading (in place)."""
+    s.addcmul_(f, eps)
+    if bounds is not None:
+        s.clamp_(*bounds)

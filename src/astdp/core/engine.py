@@ -1,15 +1,19 @@
 """The relaxation loop: both networks, targets, fake targets and the aSTDP update at every step.
 
 One call of :meth:`Relaxer.run` plays a list of :class:`Phase` s on a batch (e.g. Algorithm 2's
-free phase then clamped phase). Each step, in this order:
+free phase then clamped phase). The equations are computed by functions on tensors in the modules
+named for them; this loop calls them, in place on its buffers, in this order each step:
 
-1. ``z = rho(s)``, ``rho'(s)`` for both networks; ``dz = z_l - z_s``                     (15)
-2. fake targets on hidden neurons from ``dz`` and its running mean                       (16)-(18)
-3. per receiving layer: ``R = rho'(s) (W z + b)``, force ``f = R - s + beta (t - s)``     (1), (2), (5)
-   and the state step (plain or momentum)                                                (19)-(20)
-   then, in the bounded reading, ``s <- clip(s, lo, hi)`` and exact targets ``s = t``
-4. if learning: ``W += alpha dz^T z_s``, ``b += alpha sum dz`` (same-instant factors)    (15)
-   and optional derivative smoothing                                                     (21)-(23)
+1. ``z = rho(s)``, ``rho'(s)`` for both networks             activations.get_into
+   ``dz = z_l - z_s``                                         plasticity.difference_into    (15)
+2. ``W z + b`` per receiving layer                            dynamics.drive_into           (2)
+3. force ``f = rho'(s) (W z + b) - s + beta (t - s)``         dynamics.force_               (1), (5)
+4. fake targets on hidden neurons from ``dz`` and its         fake_target.running_mean_,    (16)-(18)
+   running mean, nudging like targets                         fire_into, value_into, nudge_
+5. the state step, plain or with momentum, then in the        dynamics.momentum_, euler_    (19)-(20)
+   bounded reading ``s <- clip(s, lo, hi)``; exact targets ``s = t``
+6. if learning: ``W += alpha dz^T z_s``, ``b += alpha sum dz`` plasticity.apply             (15)
+   (same-instant factors), optional derivative smoothing      plasticity.smoothing_signal_into (21)-(23)
 
 Shapes: ``s``, ``z``, ``rho'``, ``f``: (2, B, N) (net_s then net_l); ``dz``: (B, N).
 
@@ -38,7 +42,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from astdp.core import activations, fake_target, plasticity
+from astdp.core import activations, dynamics, fake_target, plasticity
 from astdp.core.dynamics import Dynamics
 from astdp.core.network import Network
 from astdp.core.plasticity import Plasticity
@@ -282,49 +286,29 @@ class Relaxer:
         net, t, dyn = self.net, self.net.topology, self.dyn
         lo, n, batch = ws.lo, t.n, state.s.shape[1]
         s = state.s[:, :, lo:]  # (2, B, N - lo)
-        z, d, f, dz = ws.z[:, :, lo:], ws.d[:, :, lo:], ws.force[:, :, lo:], ws.dz[:, lo:]
-        activations.get_into(dyn.activation)(s, z, d)  # (2, B, N - lo) each
-        torch.sub(z[1], z[0], out=dz)  # (B, N - lo), eq (15)
-        torch.abs(dz, out=ws.adz[:, lo:])
-
-        # eq (2): W z + b for every receiving layer, both networks in one GEMM per block
-        z2 = ws.z.view(2 * batch, n)
-        pre = ws.pre  # (2B, N)
-        skip = ws.skip
-        for layer, ks in enumerate(self._blocks_by_post()):
-            if layer in skip:
-                continue
-            out = pre[:, t.slice(layer)]  # (2B, n_l) column slice, written in place
-            for i, k in enumerate(ks):
-                blk = t.blocks[k]
-                zk, wt = z2[:, blk.lo : blk.hi], net.weights[k].t()
-                if i == 0:
-                    torch.addmm(net.biases[layer], zk, wt, out=out)
-                else:
-                    out.addmm_(zk, wt)
-        f.mul_(d)  # R = rho'(s) (W z + b)
+        z, d, f = ws.z[:, :, lo:], ws.d[:, :, lo:], ws.force[:, :, lo:]
+        activations.get_into(dyn.activation)(s, z, d)  # rho(s), rho'(s): (2, B, N - lo) each
+        plasticity.difference_into(z, ws.dz[:, lo:], ws.adz[:, lo:])  # dz = z_l - z_s, eq (15)
+        dynamics.drive_into(net, ws.z.view(2 * batch, n), ws.pre, ws.skip)  # W z + b, eq (2)
         smooth = alpha > 0 and self.plast.smoothing > 0
         smooth_signal = None
-        if smooth:  # eq (21)-(22), on net_s; zero on clamped inputs
+        if smooth:  # eq (21), on net_s; zero on clamped inputs
             smooth_signal = torch.zeros(batch, n, dtype=s.dtype, device=s.device)
-            torch.sub(f[0], s[0], out=smooth_signal[:, lo:]).mul_(d[0])
+            plasticity.smoothing_signal_into(f[0], d[0], s[0], smooth_signal[:, lo:])
             for sl, keep, _ in ws.exact:
                 smooth_signal[:, sl].mul_(keep[0])
-        f.addcmul_(s, ws.a[:, :, lo:]).add_(ws.c[:, :, lo:])  # f = R - s + beta (t - s), eq (1) + (5)
+        dynamics.force_(f, d, s, ws.a[:, :, lo:], ws.c[:, :, lo:])  # R - s + beta (t - s), eq (1) + (5)
 
         fired = self._fake_targets(state, ws) if fake_on else None  # eq (16)-(18)
 
         if dyn.momentum < 1.0:  # eq (19)-(20)
-            f = state.v[:, :, lo:].mul_(1.0 - dyn.momentum).add_(f, alpha=dyn.momentum)
+            f = dynamics.momentum_(state.v[:, :, lo:], f, dyn.momentum)
         exact_change = track and (dyn.bounds is not None or bool(ws.exact))
         if exact_change:  # rho'(s) in d is no longer needed: keep the old state there
             d.copy_(s)
-        s.addcmul_(f, ws.eps)  # s <- s + eps * f (or eps * v)
-        if dyn.bounds is not None:
-            s.clamp_(*dyn.bounds)
-        for sl, keep, value in ws.exact:
-            cols = state.s[:, :, sl]
-            cols.mul_(keep).add_(value)
+        dynamics.euler_(s, f, ws.eps, dyn.bounds)
+        for sl, keep, value in ws.exact:  # exact targets, s = t
+            state.s[:, :, sl].mul_(keep).add_(value)
             if dyn.momentum < 1.0:
                 state.v[:, :, sl].mul_(keep)
         dmax = None
@@ -335,37 +319,24 @@ class Relaxer:
             torch.amax(torch.abs(f, out=d), dim=2, out=ws.dmax)
             dmax = ws.dmax.mul_(ws.eps.view(2, 1)).amax(dim=0)  # (B,)
 
-        if alpha > 0:
+        if alpha > 0:  # eq (15), then eq (22)-(23)
             rate = self.plast.rate(alpha, batch)
-            plasticity.apply(net, ws.dz, ws.z[0], rate, self.reduce_hook, skip_posts=skip, scales=scales)
+            plasticity.apply(net, ws.dz, ws.z[0], rate, self.reduce_hook, skip_posts=ws.skip, scales=scales)
             if smooth:
                 plasticity.apply(net, smooth_signal, ws.z[0], -self.plast.rate(self.plast.smoothing, batch),
-                                 skip_posts=skip, scales=scales)
+                                 skip_posts=ws.skip, scales=scales)
         return dmax, fired
 
     def _fake_targets(self, state: State, ws: _Workspace) -> torch.Tensor:
-        """Add the fake-target pull on hidden neurons to the force; returns fired (B, N_hidden) as 0/1.
-
-        The same computation as :mod:`astdp.core.fake_target` (running mean, firing rule with its
-        rounding floor, ``t_f = center + sign(dz) t_c``), done in place in workspace buffers.
-        """
-        hs = self.net.topology.hidden_slice
-        fk = self.fake
-        u, thr, t_f, fired, beta, pull = ws.fake_buffers()
-        dz_h, adz_h = ws.dz[:, hs], ws.adz[:, hs]  # (B, N_hidden)
-        dzm = state.dzm[:, hs]
-        dzm.mul_(fk.m).add_(adz_h, alpha=1.0 - fk.m)  # eq (18) running mean of |dz|
+        """Add the fake-target pull on hidden neurons to the force; returns fired (B, N_hidden) as 0/1."""
+        hs, fk = self.net.topology.hidden_slice, self.fake
+        u, scratch, t_f, fired, beta_fired, pull = ws.fake_buffers()
+        dz_h, adz_h, dzm = ws.dz[:, hs], ws.adz[:, hs], state.dzm[:, hs]  # (B, N_hidden)
+        fake_target.running_mean_(dzm, adz_h, fk.m)  # eq (18)
         torch.rand(u.shape, generator=self.generator, dtype=u.dtype, device=u.device, out=u)
-        if fk.rule == "algorithm1":  # |dz| > u k dzm, and |dz| above the rounding floor
-            u.mul_(fk.k).mul_(dzm).clamp_min_(fake_target.DZ_FLOOR)
-            torch.gt(adz_h, u, out=fired)
-        else:  # eq18: u dzm < k |dz|, and |dz| above the rounding floor
-            torch.lt(u.mul_(dzm), torch.mul(adz_h, fk.k, out=thr), out=fired)
-            fired.mul_(torch.gt(adz_h, fake_target.DZ_FLOOR, out=thr))
-        torch.sign(dz_h, out=t_f).mul_(fk.t_c).add_(fk.center)  # eq (16)
-        torch.mul(fired, self._fake_beta(ws), out=beta)  # (2, B, N_hidden): beta where fired, else 0
-        torch.sub(t_f, state.s[:, :, hs], out=pull)  # t_f - s
-        ws.force[:, :, hs].addcmul_(beta, pull)
+        fake_target.fire_into(adz_h, dzm, u, fk.k, fk.rule, fired, scratch)  # Algorithm 1 / eq (18)
+        fake_target.value_into(dz_h, fk.t_c, fk.center, t_f)  # eq (16)
+        fake_target.nudge_(ws.force[:, :, hs], state.s[:, :, hs], fired, self._fake_beta(ws), t_f, beta_fired, pull)
         return fired
 
     def _fake_beta(self, ws: _Workspace) -> torch.Tensor:
@@ -373,11 +344,3 @@ class Relaxer:
         if getattr(ws, "fake_beta_pair", None) != pair:
             ws.fake_beta, ws.fake_beta_pair = beta_tensor(pair, ws.dz), pair
         return ws.fake_beta
-
-    def _blocks_by_post(self) -> list[list[int]]:
-        t = self.net.topology
-        cached = getattr(self, "_blocks_cache", None)
-        if cached is None or cached[0] is not t:
-            cached = (t, [[k for k, b in enumerate(t.blocks) if b.post == l] for l in range(t.n_layers)])
-            self._blocks_cache = cached
-        return cached[1]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 
@@ -63,11 +64,11 @@ class Topology:
     def n_layers(self) -> int:
         return len(self.sizes)
 
-    @property
+    @cached_property
     def n(self) -> int:
         return sum(self.sizes)
 
-    @property
+    @cached_property
     def offsets(self) -> tuple[int, ...]:
         out, acc = [], 0
         for size in self.sizes:
@@ -91,7 +92,7 @@ class Topology:
     def hidden_layers(self) -> range:
         return range(1, self.n_layers - 1)
 
-    @property
+    @cached_property
     def hidden_slice(self) -> slice:
         """Hidden neurons are contiguous: between input and output."""
         return slice(self.sizes[0], self.n - self.sizes[-1])
@@ -107,7 +108,7 @@ class Topology:
             out.append(layer + 1)
         return out
 
-    @property
+    @cached_property
     def blocks(self) -> tuple[Block, ...]:
         """One block per contiguous run of sending layers, for every receiving layer."""
         blocks = []
@@ -124,6 +125,11 @@ class Topology:
                 lateral = self.offsets[post] - lo if post in run else None
                 blocks.append(Block(post=post, lo=lo, hi=hi, lateral_offset=lateral))
         return tuple(blocks)
+
+    @cached_property
+    def blocks_into(self) -> tuple[tuple[int, ...], ...]:
+        """Per receiving layer, the indices of the blocks into it (in :attr:`blocks` order)."""
+        return tuple(tuple(k for k, b in enumerate(self.blocks) if b.post == layer) for layer in range(self.n_layers))
 
     def block_name(self, k: int) -> str:
         """``"<post>_from_<pre>[_<pre>]"`` in layer indices (0 = input), e.g. ``"1_from_2"``: output -> hidden."""

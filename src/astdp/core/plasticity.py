@@ -137,6 +137,21 @@ class Plasticity:
                     w.mul_(keep)
 
 
+def difference_into(z: torch.Tensor, dz: torch.Tensor, adz: torch.Tensor) -> None:
+    """eq (15)'s post-synaptic factor: ``dz = rho(s_l) - rho(s_s)`` from ``z`` (2, B, N), and ``|dz|``."""
+    torch.sub(z[1], z[0], out=dz)
+    torch.abs(dz, out=adz)
+
+
+def smoothing_signal_into(drive: torch.Tensor, d: torch.Tensor, s: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """eq (21)-(22)'s post-synaptic factor on net_s: ``ds * rho'(s)`` with ``ds = rho'(s) drive - s``.
+
+    ``drive = W rho(s) + b`` (eq 2 without ``rho'``); all (B, N). Passed to :func:`apply` with the
+    rate ``-gamma`` it is the gradient step of eq (23).
+    """
+    return torch.mul(drive, d, out=out).sub_(s).mul_(d)
+
+
 def block_deltas(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor) -> list[torch.Tensor]:
     """``post_signal^T @ pre_rate`` per block: post_signal (B, N), pre_rate (B, N)."""
     t = net.topology
