@@ -1,8 +1,13 @@
 """The time-to-accuracy benchmark on the offline digits: its curve, its table and its JSON line."""
 
 import json
+import subprocess
+import sys
+
+import pytest
 
 from benchmarks import time_to_accuracy as tta
+from tests.conftest import ROOT
 
 
 def test_time_to_accuracy_reports_every_learner(tmp_path, capsys):
@@ -28,3 +33,36 @@ def test_a_target_reached_is_reported_with_its_time_and_samples(tmp_path):
     seconds, samples = r["reached"][0.3]
     assert 0 < seconds <= r["seconds"] and samples == r["samples"] == r["curve"][-1][0]
     assert r["reached"][0.2][1] <= samples
+
+
+@pytest.mark.bench
+@pytest.mark.parametrize("threads", [1, 2])
+def test_engine_step_reaches_most_of_the_matmul_throughput(threads):
+    """The relaxation step of every net runs at >= 0.8 of the FLOP rate of its own GEMMs, same run."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.relax", "--quick", "--threads", str(threads)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    ratios = {name: by[f"{threads}t"]["train_step_ratio"] for name, by in summary["nets"].items()}
+    assert min(ratios.values()) >= 0.8, ratios
+
+
+@pytest.mark.gpu
+def test_engine_on_cuda_matches_the_cpu_engine():
+    import torch
+
+    from astdp.factory import build_system
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    model = {"activation": "hardsigmoid", "eps": [0.5, 0.5], "bounds": [0.0, 1.0], "input_clamp": "exact",
+             "beta_input": [1.0, 1.0], "beta_output": [0.0, 1.0], "fake_target": {"enabled": False}}
+    learner = {"name": "supervised", "alpha": 1e-3, "steps": 12, "free_steps": 4, "schedule": "constant"}
+    x, y = torch.rand(16, 20), torch.arange(16) % 5
+    nets = []
+    for device in ("cpu", "cuda"):
+        sys_ = build_system(model, learner, {"hidden": [12]}, 20, 5, 16, seed=0, device=device)
+        sys_.train_batch(x.to(device), y.to(device))
+        nets.append([w.cpu() for w in sys_.net.weights])
+    for w_cpu, w_cuda in zip(*nets):
+        assert torch.allclose(w_cpu, w_cuda, atol=1e-5)
