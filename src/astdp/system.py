@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from astdp.core.dynamics import Dynamics
-from astdp.core.engine import FakeTargets, Relaxer, RunStats
+from astdp.core.engine import FakeTargets, Phase, Relaxer, RunStats
 from astdp.core.network import Network, Topology
 from astdp.core.plasticity import Plasticity
 from astdp.core.state import State
@@ -91,6 +91,25 @@ class System:
         stats = self.relaxer.run(state, self.learner.test_phases(x, steps), alpha=0.0, fake_on=self.infer_fake,
                                  track_tol=tol, stop_when_converged=stop_when_converged)
         return self.output(state), stats
+
+    @torch.no_grad()
+    def generate(self, y: torch.Tensor, steps: int = 160, init_scale: float = 1.0,
+                 generator: torch.Generator | None = None, fake: bool = False) -> torch.Tensor:
+        """Conditional generation (§2.3.4, §3.1.2): images (n, n_in) in pixel units, clipped to [0, 1].
+
+        Fresh states ``U(-init_scale, init_scale)``, the labels ``y`` (n,) targeted as in training,
+        the image free, no learning, ``steps`` steps; the image is net_l's input layer mapped back
+        through the learner's pixel map. The persistent states are left untouched.
+        """
+        w, t = self.net.weights[0], self.topology
+        state = State.init(t.n, len(y), init_scale, generator=generator or self.generator, dtype=w.dtype,
+                           device=w.device)
+        like = torch.zeros(len(y), t.sizes[0], dtype=w.dtype, device=w.device)
+        phase = Phase(steps, [self.learner.label_target(y.to(w.device), like)], learn=False)
+        self.relaxer.run(state, [phase], alpha=0.0, fake_on=fake)
+        lo, hi = self.learner.input_range
+        s = state.s[1, :, t.slice(t.input_layer)]
+        return ((s - lo) / (hi - lo) if hi != lo else s).clamp(0.0, 1.0)
 
     def predict(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         out, _ = self.infer(x, steps)

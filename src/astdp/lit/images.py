@@ -30,15 +30,10 @@ def reconstructions(system: System, n: int) -> torch.Tensor:
     return to_pixels(s, *system.learner.input_range)
 
 
-@torch.no_grad()
 def generate(system: System, n_classes: int, per_class: int = 1) -> torch.Tensor:
-    """Conditional generation (§3.1.2) from a fresh random state: labels clamped, image free."""
-    y = torch.arange(n_classes).repeat_interleave(per_class).to(system.net.weights[0].device)
-    state = system.new_state(len(y))
-    like = torch.zeros(len(y), system.topology.sizes[0], device=y.device, dtype=system.net.weights[0].dtype)
-    system.relaxer.run(state, system.learner.phases(like, y), alpha=0.0)
-    t = system.topology
-    return to_pixels(state.s[1, :, t.slice(t.input_layer)], *system.learner.input_range)
+    """Conditional generation (§3.1.2) from fresh random states: ``per_class`` images per label."""
+    y = torch.arange(n_classes).repeat_interleave(per_class)
+    return system.generate(y, steps=system.learner.steps, init_scale=system.dynamics.init_scale)
 
 
 def save_png(arr: np.ndarray, path: str | Path) -> None:
