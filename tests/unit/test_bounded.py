@@ -167,3 +167,33 @@ def test_weight_decay_shrinks_learning_weights_once_per_call():
     p.decay_weights(net)
     assert torch.equal(net.weights[0], w0[0])
     assert all(torch.allclose(w, 0.9 * w_0) for w, w_0 in list(zip(net.weights, w0))[1:])
+
+
+@pytest.mark.parametrize("case", ["plain", "scaled", "frozen_input_block", "deep", "inference"])
+def test_clamped_input_blocks_deferred_equal_per_step_updates(case):
+    """With inputs set exactly, the blocks from them run once per phase (drive ``z_in W^T`` kept up to
+    date through ``z_in z_in^T``, updates summed and applied at the phase end); the states and
+    weights equal those of per-step GEMMs and updates (forced here by a no-op reduce hook)."""
+    hidden = (6, 5) if case == "deep" else (6,)
+    results = []
+    for hook in (None, lambda deltas: None):
+        topo, net, _, relax, state, _, phases = _net(alpha=0.0 if case == "inference" else 0.05, hidden=hidden,
+                                                     fake=True, seed=3)
+        relax.reduce_hook = hook
+        if case == "scaled":
+            relax.plast.layer_alpha = (1.0, 2.0, 1.0)
+            relax.plast.block_alpha = {"1_from_0": 0.5}
+        if case == "frozen_input_block":
+            net.frozen = {k for k, b in enumerate(topo.blocks) if b.lo == 0 and b.post == 1}
+        w0 = [w.clone() for w in net.weights]
+        stats = relax.run(state, phases, track_tol=1e-3)
+        results.append((state.s.clone(), [w.clone() for w in net.weights], stats.converge_step))
+    (s_a, w_a, c_a), (s_b, w_b, c_b) = results
+    torch.testing.assert_close(s_a, s_b, rtol=0, atol=1e-10)
+    assert torch.equal(c_a, c_b)
+    for k, (u, v) in enumerate(zip(w_a, w_b)):
+        torch.testing.assert_close(u, v, rtol=0, atol=1e-10)
+        moved = not torch.equal(u, w0[k])
+        into_input = topo.blocks[k].post == 0
+        frozen = case == "frozen_input_block" and k in net.frozen
+        assert moved == (case != "inference" and not into_input and not frozen), k

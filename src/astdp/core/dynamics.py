@@ -87,24 +87,37 @@ class Dynamics:
 
 
 # -- the step, as functions on tensors (the relaxation loop calls these on its buffers, in place) --------
-def drive_into(net, z: torch.Tensor, out: torch.Tensor, skip: tuple[int, ...] = ()) -> None:
+def drive_into(net, z: torch.Tensor, out: torch.Tensor, skip: tuple[int, ...] = (),
+               fixed: dict[int, torch.Tensor] | None = None) -> None:
     """eq (2) without ``rho'``: ``out[:, layer] = sum_blocks z[:, block] @ W_k^T + b_layer``.
 
-    ``z``, ``out``: (R, N) rows of states (both networks stacked: R = 2B), one GEMM per block,
-    written straight into the receiving layer's columns. Layers in ``skip`` are left untouched.
+    ``z``, ``out``: (2B, N) rows of states (net_s then net_l), one GEMM per block, written straight
+    into the receiving layer's columns. Layers in ``skip`` are left untouched. ``fixed[k]`` (B, n_post)
+    is block ``k``'s term when its pre-synaptic states are the same in both networks and known
+    (clamped inputs): it is added to both networks' rows instead of running the block's GEMM.
     """
     t = net.topology
     for layer, ks in enumerate(t.blocks_into):
         if layer in skip:
             continue
         cols = out[:, t.slice(layer)]
-        for i, k in enumerate(ks):
-            blk = t.blocks[k]
-            zk, wt = z[:, blk.lo : blk.hi], net.weights[k].t()
-            if i == 0:
-                torch.addmm(net.biases[layer], zk, wt, out=cols)
+        first = True
+        for k in ks:
+            if fixed is not None and k in fixed:
+                both = cols.view(2, -1, cols.shape[1])  # (2, B, n_layer)
+                if first:
+                    torch.add(fixed[k], net.biases[layer], out=both[0])
+                    both[1].copy_(both[0])
+                else:
+                    both.add_(fixed[k])
             else:
-                cols.addmm_(zk, wt)
+                blk = t.blocks[k]
+                zk, wt = z[:, blk.lo : blk.hi], net.weights[k].t()
+                if first:
+                    torch.addmm(net.biases[layer], zk, wt, out=cols)
+                else:
+                    cols.addmm_(zk, wt)
+            first = False
 
 
 def force_(f: torch.Tensor, d: torch.Tensor, s: torch.Tensor, a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

@@ -130,6 +130,9 @@ class _Workspace:
         self.key = (eps, n_hidden)
         self.n_hidden = n_hidden
         self._fake: tuple[torch.Tensor, ...] | None = None
+        self.fixed: dict[int, torch.Tensor] | None = None  # drive of blocks from clamped inputs (Relaxer._defer_begin)
+        self.deferred: list[tuple] = []  # their summed updates, applied at the end of the phase
+        self.deferred_keys: tuple[int, ...] = ()
 
     def fake_buffers(self) -> tuple[torch.Tensor, ...]:
         """(u, threshold, t_f, fired) of shape (B, N_hidden) and (beta * fired, t_f - s) of shape (2, B, N_hidden)."""
@@ -155,6 +158,7 @@ class _Workspace:
         self.a.fill_(-1.0)
         self.c.zero_()
         self.lo, self.skip, self.exact = 0, (), []
+        self.fixed, self.deferred, self.deferred_keys = None, [], ()
         for tg in targets:
             layer = tg.layer
             sl = topology.slice(layer)
@@ -229,6 +233,7 @@ class Relaxer:
         for phase in phases:
             ws.set_targets(self.net.topology, phase.targets, state, self.dyn.activation)
             learn = phase.learn and alpha > 0
+            self._defer_begin(ws, alpha if learn else 0.0, scales)
             for _ in range(phase.steps):
                 dmax, fired = self._advance(state, ws, fake_on, alpha if learn else 0.0, scales,
                                             track=conv is not None)
@@ -244,6 +249,7 @@ class Relaxer:
                     if stop_when_converged and step % check_every == 0 and bool((conv >= 0).all()):
                         done = True
                         break
+            self._defer_end(ws)
             if done:
                 break
         n = max(step, 1)
@@ -289,7 +295,7 @@ class Relaxer:
         z, d, f = ws.z[:, :, lo:], ws.d[:, :, lo:], ws.force[:, :, lo:]
         activations.get_into(dyn.activation)(s, z, d)  # rho(s), rho'(s): (2, B, N - lo) each
         plasticity.difference_into(z, ws.dz[:, lo:], ws.adz[:, lo:])  # dz = z_l - z_s, eq (15)
-        dynamics.drive_into(net, ws.z.view(2 * batch, n), ws.pre, ws.skip)  # W z + b, eq (2)
+        dynamics.drive_into(net, ws.z.view(2 * batch, n), ws.pre, ws.skip, ws.fixed)  # W z + b, eq (2)
         smooth = alpha > 0 and self.plast.smoothing > 0
         smooth_signal = None
         if smooth:  # eq (21), on net_s; zero on clamped inputs
@@ -321,11 +327,53 @@ class Relaxer:
 
         if alpha > 0:  # eq (15), then eq (22)-(23)
             rate = self.plast.rate(alpha, batch)
-            plasticity.apply(net, ws.dz, ws.z[0], rate, self.reduce_hook, skip_posts=ws.skip, scales=scales)
+            plasticity.apply(net, ws.dz, ws.z[0], rate, self.reduce_hook, skip_posts=ws.skip, scales=scales,
+                             skip_blocks=ws.deferred_keys)
+            self._defer_step(ws)
             if smooth:
                 plasticity.apply(net, smooth_signal, ws.z[0], -self.plast.rate(self.plast.smoothing, batch),
                                  skip_posts=ws.skip, scales=scales)
         return dmax, fired
+
+    def _defer_begin(self, ws: _Workspace, alpha: float, scales) -> None:
+        """Blocks from exactly clamped inputs: their drive computed once per phase, their updates summed.
+
+        While the inputs are clamped, ``z_in`` is constant and the same in both networks, so with
+        ``W_t = W_0 + D_t^T z_in`` (``D_t``: the rate-weighted sum of the receiving layer's ``dz`` over
+        the steps so far) the drive is ``z_in W_t^T = z_in W_0^T + (z_in z_in^T) D_t``. A step then
+        costs one (B, B) @ (B, n_post) product for such a block instead of the (2B, n_in) @
+        (n_in, n_post) forward and (n_post, B) @ (B, n_in) update GEMMs, and ``W += D^T z_in`` once at
+        the end of the phase (:meth:`_defer_end`): the same weights at every step in exact
+        arithmetic. Off with a reduce hook (data-parallel updates are reduced per step) and with
+        derivative smoothing.
+        """
+        if not ws.lo or self.reduce_hook is not None or (alpha > 0 and self.plast.smoothing > 0):
+            return
+        net, t = self.net, self.net.topology
+        fixed: dict[int, torch.Tensor] = {}
+        for k, blk in enumerate(t.blocks):
+            if blk.hi > ws.lo or blk.post in ws.skip:
+                continue
+            z_in = ws.z[0, :, blk.lo : blk.hi]  # (B, span), the same in both networks
+            fixed[k] = z_in @ net.weights[k].t()  # (B, n_post)
+            if alpha > 0 and k not in net.frozen:
+                rate = self.plast.rate(alpha, z_in.shape[0]) * (scales[0][k] if scales else 1.0)
+                ws.deferred.append((k, t.slice(blk.post), z_in, z_in @ z_in.t(), torch.zeros_like(fixed[k]), rate))
+        ws.fixed = fixed or None
+        ws.deferred_keys = tuple(d[0] for d in ws.deferred)
+
+    def _defer_step(self, ws: _Workspace) -> None:
+        """After a step's update: ``D += r dz_post``, and the fixed drive ``+= r (z_in z_in^T) dz_post``."""
+        for k, post, _, gram, acc, rate in ws.deferred:
+            dz = ws.dz[:, post]  # (B, n_post)
+            acc.add_(dz, alpha=rate)
+            ws.fixed[k].addmm_(gram, dz, alpha=rate)
+
+    def _defer_end(self, ws: _Workspace) -> None:
+        """``W += D^T z_in`` for every deferred block; the phase's fixed drives are dropped."""
+        for k, _, z_in, _, acc, _ in ws.deferred:
+            self.net.weights[k].addmm_(acc.t(), z_in)
+        ws.fixed, ws.deferred, ws.deferred_keys = None, [], ()
 
     def _fake_targets(self, state: State, ws: _Workspace) -> torch.Tensor:
         """Add the fake-target pull on hidden neurons to the force; returns fired (B, N_hidden) as 0/1."""

@@ -159,7 +159,8 @@ def block_deltas(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor
 
 
 def apply(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate: float, reduce_hook=None,
-          skip_posts: tuple[int, ...] = (), scales: tuple[list[float], list[float]] | None = None) -> None:
+          skip_posts: tuple[int, ...] = (), scales: tuple[list[float], list[float]] | None = None,
+          skip_blocks: tuple[int, ...] = ()) -> None:
     """In place: ``W += rate * post_signal^T @ pre_rate`` and ``b += rate * sum_b post_signal``.
 
     One GEMM per learning block, straight into the stored weights (``addmm_``; the transposed
@@ -169,13 +170,15 @@ def apply(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate:
     wrapper can average them across processes in place. Blocks into a layer of ``skip_posts``
     (where ``post_signal`` is known to be zero, e.g. exactly clamped inputs) are left out.
     ``scales = (per block, per bias layer)`` multiplies the rate of each (:meth:`Plasticity.scales`).
+    Blocks in ``skip_blocks`` are updated by the caller (the relaxation loop defers the update of
+    blocks whose pre-synaptic layer is clamped: :class:`astdp.core.engine.Relaxer`).
     """
     t = net.topology
     bias_sum = post_signal.sum(0)  # (N,)
     bias_deltas = [bias_sum[t.slice(l)] for l in range(t.n_layers)]
     if reduce_hook is None:
         for k, (blk, w) in enumerate(zip(t.blocks, net.weights)):
-            if k not in net.frozen and blk.post not in skip_posts:
+            if k not in net.frozen and blk.post not in skip_posts and k not in skip_blocks:
                 r = rate * scales[0][k] if scales else rate
                 w.addmm_(post_signal[:, t.slice(blk.post)].t(), pre_rate[:, blk.lo : blk.hi], alpha=r)
     else:
