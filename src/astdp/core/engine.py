@@ -29,6 +29,9 @@ How it is computed (the cost of a step should be its matrix products):
 - Exactly clamped inputs (``Target.exact``, the whole input layer) are set once per phase; the
   step then works on the columns after the input layer only: no GEMM into the input layer, no
   element-wise pass over its states, no update of the blocks into it (``dz`` is zero there).
+  The blocks *from* such inputs run once per phase, not per step: their drive is kept up to date
+  through the (B, B) Gram matrix of the inputs and their updates are summed and applied at the
+  end of the phase (:meth:`Relaxer._defer_begin`; the same weights at every step in exact arithmetic).
 - Nothing in the loop reads a value back to the host, so on CUDA the steps queue without
   synchronising; the only sync is the convergence check every ``check_every`` steps.
 
