@@ -25,6 +25,7 @@ import argparse
 import json
 import platform
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -126,6 +127,8 @@ def run_learner(name: str, root: str, every: int, epochs: int, stop_at: float | 
     def check() -> bool:
         acc = accuracy(net, *val, batch)
         curve.append((samples, round(seconds, 3), acc))
+        print(f"  {name}: {samples:,} samples, {seconds:.1f} s of training: val acc {acc:.2%}", file=sys.stderr,
+              flush=True)
         for target in targets:
             if acc >= target and target not in reached:
                 reached[target] = (seconds, samples)
