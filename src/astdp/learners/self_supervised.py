@@ -58,6 +58,24 @@ class SelfSupervised(Supervised):
             net.frozen = set(range(len(net.weights))) - out_blocks
             net.frozen_bias = set(range(self.topology.n_layers)) - {out_layer}
 
+    def state_dict(self) -> dict:
+        state = {"stage": self.stage, "batches_seen": self.batches_seen}
+        if self.generator is not None:
+            state["generator"] = self.generator.get_state()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """The stage, its batch counter and the square generator; a saved readout stage is re-frozen
+        without re-initialising its blocks (their trained values come with the checkpoint)."""
+        self.batches_seen = int(state.get("batches_seen", self.batches_seen))
+        if self.generator is not None and "generator" in state:
+            self.generator.set_state(state["generator"])
+        stage = state.get("stage", self.stage)
+        if stage != self.stage:
+            self.stage = stage
+            if self._net is not None:
+                self.prepare(self._net)
+
     def cover_mask(self, batch: int, device) -> torch.Tensor:
         """(B, H*W) boolean: True under the square."""
         size, sq = self.image_size, self.square

@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from astdp.baselines.bp import LOSSES as BP_LEARNERS
 from astdp.lit.bp_module import BpLitModule
+from astdp.lit.checkpoints import AtomicCheckpointIO
 from astdp.lit.config import ConfigError
 from astdp.lit.module import AstdpLitModule
 
@@ -36,8 +38,9 @@ def build_module(cfg: DictConfig):
 
 
 def build_datamodule(cfg: DictConfig):
+    """The run's ``seed`` also fixes the training order of every epoch (``data.split_seed`` the split)."""
     try:
-        return instantiate(cfg.data)
+        return instantiate(cfg.data, order_seed=int(cfg.get("seed") or 0))
     except ValueError as e:
         raise ConfigError(str(e)) from e
 
@@ -73,8 +76,17 @@ def build_logger(cfg: DictConfig):
     return instantiate(node)
 
 
+def build_callbacks(cfg: DictConfig) -> list:
+    try:
+        return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    except InstantiationException as e:
+        raise ConfigError(str(e.__cause__ or e).splitlines()[-1]) from e
+
+
 def build_trainer(cfg: DictConfig, logger, with_callbacks: bool = True, **overrides):
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c] if with_callbacks else []
+    """Every checkpoint is written atomically (:class:`~astdp.lit.checkpoints.AtomicCheckpointIO`)."""
+    callbacks = build_callbacks(cfg) if with_callbacks else []
+    overrides.setdefault("plugins", [AtomicCheckpointIO()])
     return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, **overrides)
 
 

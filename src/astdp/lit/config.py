@@ -7,10 +7,19 @@ this adds types, counts and the harness keys they do not see. Every failure is a
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import inspect
+import math
+import os
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Mapping
 
 from astdp.baselines.bp import LOSSES as BP_LEARNERS
+from astdp.core.engine import FakeTargets
 from astdp.data.datamodule import NAMES as DATA_NAMES
+from astdp.data.datamodule import AstdpDataModule
 from astdp.data.toy import STRIDES
 from astdp.learners import LEARNERS
 
@@ -24,7 +33,8 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A finite number (``inf`` and ``nan`` are never valid values)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def need(ok: bool, msg: str) -> None:
@@ -46,6 +56,8 @@ def pair(key: str, v: Any) -> None:
 def validate_data(data: Mapping[str, Any]) -> None:
     name = data.get("name")
     need(name in DATA_NAMES, f"data.name must be one of {list(DATA_NAMES)}, got {name!r}")
+    if name == "mnist":
+        check_root(data.get("root"))
     int_at_least("data.batch_size", data.get("batch_size"), 1)
     int_at_least("data.n_train", data.get("n_train"), 1, optional=True)
     int_at_least("data.n_test", data.get("n_test"), 1, optional=True)
@@ -105,7 +117,97 @@ def validate(cfg: Mapping[str, Any]) -> None:
          f"depth.hidden must be a non-empty list of integers >= 1, got {hidden!r}")
     trainer = cfg.get("trainer") or {}
     for key in ("max_epochs", "max_steps"):
-        if trainer.get(key) is not None:
-            int_at_least(f"trainer.{key}", trainer[key], -1)
+        v = trainer.get(key)
+        if v is not None:
+            need(_is_int(v) and (v == -1 or v >= 1),
+                 f"trainer.{key} must be an integer >= 1 or -1 (no limit), got {v!r}")
+    if trainer.get("max_epochs") == -1 and trainer.get("max_steps") in (None, -1) and "max_time" not in trainer:
+        raise ConfigError("trainer.max_epochs=-1 needs a budget: set trainer.max_steps or +trainer.max_time")
+    for group in ("learner", "model", "data", "depth"):
+        unknown_keys(group, cfg.get(group) or {})
     need(cfg["data"]["name"] != "stdp_pair",
          "data=stdp_pair is the two-neuron STDP protocol, not a training set: run `python train.py experiment=fig6_stdp`")
+
+
+# -- keys that nothing reads, data folders, evaluate.py ---------------------------------------------
+CONF = Path(__file__).resolve().parents[3] / "conf"
+
+
+@lru_cache(maxsize=None)
+def known_keys(group: str) -> frozenset[str]:
+    """Keys of ``group`` that some config file sets or the code reads."""
+    from astdp import factory
+
+    keys = set()
+    if CONF.is_dir():
+        import yaml
+
+        files = list((CONF / group).glob("*.yaml")) + list((CONF / "experiment").glob("*.yaml"))
+        for path in files:
+            doc = yaml.safe_load(path.read_text()) or {}
+            node = doc.get(group) if path.parent.name == "experiment" else doc
+            if isinstance(node, dict):
+                keys |= set(node)
+    if group == "learner":
+        keys |= {"name", "alpha", "test_steps", "tol", "infer_stop", *factory.SCHEDULE_KEYS, *factory.LEARNER_KEYS,
+                 *(k for extra in factory.LEARNER_EXTRA.values() for k in extra)}
+    elif group == "model":
+        keys |= {*factory.DYNAMICS_KEYS, "fake_target", "readout", "infer_fake", "persistent", "reduction", "smoothing"}
+    elif group == "data":
+        keys |= set(inspect.signature(AstdpDataModule.__init__).parameters) - {"self", "protocol"}
+    elif group == "depth":
+        keys |= {"hidden", "lateral", "name"}
+    return frozenset(keys)
+
+
+def unknown_keys(group: str, node: Mapping[str, Any]) -> None:
+    """A key that no config file sets and no code reads (a typo such as ``+learner.alpah``) is refused."""
+    known = known_keys(group)
+    for key in node:
+        if key not in known:
+            near = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"did you mean {group}.{near[0]}?" if near else f"known keys: {', '.join(sorted(known))}"
+            raise ConfigError(f"{group}.{key} is not a {group} setting that anything reads ({hint})")
+    if group == "model" and isinstance(node.get("fake_target"), Mapping):
+        fields = {f.name for f in dataclasses.fields(FakeTargets)}
+        for key in node["fake_target"]:
+            if key not in fields:
+                near = difflib.get_close_matches(str(key), sorted(fields), n=1)
+                hint = f" (did you mean model.fake_target.{near[0]}?)" if near else ""
+                raise ConfigError(f"model.fake_target.{key} is not a fake-target setting{hint}")
+
+
+def default_root() -> str:
+    return os.environ.get("ASTDP_DATA_ROOT", "data")
+
+
+def check_root(root: Any) -> None:
+    """An explicit ``data.root`` must be an existing folder; only the default root may be created (by
+    the download) or fall back to the 5,000 bundled digits."""
+    need(isinstance(root, str) and root != "", f"data.root must be a folder path, got {root!r}")
+    path = Path(root)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"data.root={root} is a file, not a folder: give the folder that holds MNIST/raw/")
+    if not path.exists() and os.path.normpath(root) != os.path.normpath(default_root()):
+        raise ConfigError(f"data.root={root} does not exist: give the folder that holds MNIST/raw/ "
+                          f"(or leave data.root unset to download into {default_root()}/)")
+
+
+EVAL_KEYS = ("task_name", "ckpt_path", "test_steps", "threads", "seed", "output_dir", "data", "model", "learner",
+             "generation", "logger")
+
+
+def validate_eval(cfg: Mapping[str, Any]) -> list:
+    """evaluate.py's own keys; returns the step budgets to test (``[None]``: the learner's own)."""
+    for key in cfg:
+        need(key in EVAL_KEYS, f"{key} cannot be set when testing a checkpoint: evaluate.py uses the checkpoint's "
+                               f"own {key} (changeable: data, model, learner, test_steps, generation, threads)")
+    need(bool(cfg.get("ckpt_path")), "ckpt_path is required: python evaluate.py ckpt_path=<run>/checkpoints/last.ckpt")
+    int_at_least("threads", cfg.get("threads"), 1, optional=True)
+    steps = cfg.get("test_steps")
+    if steps is None:
+        return [None]
+    budgets = [steps] if not isinstance(steps, (list, tuple)) else list(steps)
+    need(len(budgets) > 0 and all(_is_int(b) and b >= 1 for b in budgets),
+         f"test_steps must be null, an integer >= 1 or a list of them (e.g. [20,40,80]), got {steps!r}")
+    return budgets

@@ -8,6 +8,11 @@ stepped once per batch only so that Lightning's ``global_step`` counts training 
 Weights, biases and the persistent per-slot states (train and eval: ``s``, ``v``, ``dzm``) are
 module buffers, so checkpoints carry them. ``.to(device)`` replaces buffer tensors, so the System
 is re-pointed at the current buffers (:meth:`_bind`) before it is used.
+
+Checkpoints also carry what decides the rest of the run beyond the buffers: the System's generator
+(fake-target draws, initial states; and the device one off CPU), the learner's stage and counters,
+and the best validation accuracy so far. The data order and the position inside the epoch are the
+DataModule's; the rate schedule reads ``global_step`` and the epoch, which Lightning restores.
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ class AstdpLitModule(LightningModule):
         self.val_acc_best = MaxMetric()
         self.val_tally, self.test_tally = M.InferTally(), M.InferTally()
         self.run_config: dict | None = None  # the resolved run config, stored in checkpoints
+        self._device_rng: torch.Tensor | None = None  # a device generator state waiting for the move
 
     def _states(self):
         return (("state_train", self.system.train_state), ("state_eval", self.system.eval_state))
@@ -89,6 +95,9 @@ class AstdpLitModule(LightningModule):
         dev = self.net_W0.device
         if self.system.relaxer.generator is not None and self.system.relaxer.generator.device != dev:
             self.system.relaxer.generator = torch.Generator(dev).manual_seed(self.seed)
+            if self._device_rng is not None:
+                self.system.relaxer.generator.set_state(self._device_rng)
+                self._device_rng = None
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Inference: outputs (B, n_out) after ``steps`` clamped-input relaxation steps."""
@@ -182,9 +191,21 @@ class AstdpLitModule(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["astdp_rng"] = self.system.generator.get_state()
+        device_gen = self.system.relaxer.generator
+        if device_gen is not None and device_gen is not self.system.generator:
+            checkpoint["astdp_rng_device"] = device_gen.get_state()
+        checkpoint["astdp_learner"] = self.system.learner.state_dict()
+        if self.val_acc_best.update_count:
+            checkpoint["astdp_val_acc_best"] = self.val_acc_best.compute()
         if self.run_config is not None:
             checkpoint["astdp_config"] = self.run_config
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "astdp_rng" in checkpoint:
             self.system.generator.set_state(checkpoint["astdp_rng"])
+        if "astdp_rng_device" in checkpoint:
+            self._device_rng = checkpoint["astdp_rng_device"]
+        self.system.learner.load_state_dict(checkpoint.get("astdp_learner") or {})
+        if "astdp_val_acc_best" in checkpoint:
+            self.val_acc_best.reset()
+            self.val_acc_best.update(checkpoint["astdp_val_acc_best"])

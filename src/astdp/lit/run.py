@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -16,15 +17,36 @@ from omegaconf import DictConfig, OmegaConf
 from astdp.data.mnist import DataError
 from astdp.lit import images
 from astdp.lit import metrics as M
-from astdp.lit.build import (build_datamodule, build_logger, build_module, build_trainer, finish_logger, plain)
-from astdp.lit.config import ConfigError, validate
+from astdp.lit.build import (build_callbacks, build_datamodule, build_logger, build_module, build_trainer, finish_logger,
+                             plain)
+from astdp.lit.checkpoints import (ARCHITECTURE_KEYS, CheckpointError, Interrupted, check_compatible, check_writable,
+                                  read_checkpoint)
+from astdp.lit.config import ConfigError, validate, validate_eval
 from astdp.lit.module import DivergenceError
 
 log = logging.getLogger(__name__)
-USER_ERRORS = (ConfigError, DataError, DivergenceError)
+USER_ERRORS = (ConfigError, DataError, DivergenceError, CheckpointError)
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*`training_step` returns `None`.*")
-warnings.filterwarnings("ignore", ".*isinstance\(treespec, LeafSpec\).*")
+warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\).*")
+# The position inside an epoch is restored by AstdpDataModule.load_state_dict, which Lightning cannot see.
+warnings.filterwarnings("ignore", ".*your dataloader is not resumable.*")
+
+
+def new_dir(path: str) -> str:
+    """``path``, or ``path_1``, ``path_2``, ... : the first that did not exist, created here (atomically,
+    so two runs started in the same second never share a folder)."""
+    candidate, k = path, 0
+    while True:
+        try:
+            os.makedirs(candidate, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            k += 1
+            candidate = f"{path}_{k}"
+
+
+OmegaConf.register_new_resolver("astdp_new_dir", new_dir, use_cache=True, replace=True)
 
 
 def in_search() -> bool:
@@ -63,11 +85,21 @@ def guarded(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
             return failed_trial(cfg, e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as e:
+        _write({M.RUN_STATUS: "interrupted", M.RUN_ERROR: str(e)}, cfg.output_dir)
+        print(f"interrupted: {e}", file=sys.stderr, flush=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted: stopped by Ctrl-C outside training (checkpoints written so far are kept)",
+              file=sys.stderr, flush=True)
+        sys.exit(130)
     print(M.summary_line(metrics, str(Path(cfg.output_dir) / "metrics.json")), flush=True)
     return metrics
 
 
-def _setup(cfg: DictConfig):
+def _setup(cfg: DictConfig, ckpt: dict | None = None, before_data: Callable | None = None):
+    """Checks, module, then (last, as it is the slow part) the data. ``ckpt``, a checkpoint read by
+    :func:`read_checkpoint`, must fit the module; ``before_data(module)`` runs just before the data load."""
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     validate(plain(cfg))
@@ -75,6 +107,10 @@ def _setup(cfg: DictConfig):
 
     seed_everything(int(cfg.seed), workers=True, verbose=False)
     module = build_module(cfg)
+    if ckpt is not None:
+        check_compatible(ckpt, cfg.ckpt_path, cfg, module)
+    if before_data is not None:
+        before_data(module)
     dm = build_datamodule(cfg)
     dm.prepare_data()
     dm.setup("fit")
@@ -102,7 +138,14 @@ def train(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     if cfg.get("experiment_fn"):
         return run_plain_experiment(cfg)
-    module, dm = _setup(cfg)
+    def before_data(module) -> None:  # callback values and the checkpoint folder, before the data load
+        for cb in build_callbacks(cfg):
+            if getattr(cb, "dirpath", None):
+                check_writable(cb.dirpath)
+
+    ckpt = read_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    module, dm = _setup(cfg, ckpt, before_data)
+    del ckpt
     logger = build_logger(cfg)
     try:
         if logger:
@@ -132,32 +175,37 @@ def run_plain_experiment(cfg: DictConfig) -> dict:
         finish_logger()
 
 
-def saved_config(ckpt: Path) -> DictConfig:
-    """The training run's ``.hydra/config.yaml`` above the checkpoint, else the copy in the checkpoint."""
+def saved_config(ckpt: Path, stored: dict) -> DictConfig:
+    """The config stored in the checkpoint; for checkpoints written without one, the training run's
+    ``.hydra/config.yaml`` above it."""
+    if stored.get("astdp_config") is not None:
+        return OmegaConf.create(stored["astdp_config"])
     for parent in list(ckpt.parents)[:3]:
         path = parent / ".hydra" / "config.yaml"
         if path.exists():
             return OmegaConf.load(path)
-    stored = torch.load(ckpt, map_location="cpu", weights_only=False).get("astdp_config")
-    if stored is None:
-        raise ConfigError(f"ckpt_path={ckpt}: no .hydra/config.yaml above it and no config inside it")
-    return OmegaConf.create(stored)
+    raise ConfigError(f"ckpt_path={ckpt}: no config inside it and no .hydra/config.yaml above it")
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """Test a checkpoint, once per step budget in ``test_steps`` (or at the learner's own)."""
+    """Test a checkpoint with its own config, once per step budget in ``test_steps`` (or at the learner's own)."""
     start = time.perf_counter()
+    budgets = validate_eval(plain(cfg))
     ckpt = Path(str(cfg.ckpt_path))
-    if not ckpt.is_file():
-        raise ConfigError(f"ckpt_path must be a checkpoint file, got {str(ckpt)!r} (not found)")
-    budgets = list(cfg.test_steps) if cfg.get("test_steps") else [None]
-    if not all(b is None or (isinstance(b, int) and b >= 1) for b in budgets):
-        raise ConfigError(f"test_steps must be null or a list of integers >= 1, got {budgets}")
-    run = saved_config(ckpt)
-    run = OmegaConf.merge(run, {"data": cfg.data, "model": cfg.model, "learner": cfg.learner})
+    stored = read_checkpoint(ckpt)
+    run = saved_config(ckpt, stored)
+    changes = OmegaConf.create({"data": cfg.data, "model": cfg.model, "learner": cfg.learner})
+    for dotted in ARCHITECTURE_KEYS:
+        new = OmegaConf.select(changes, dotted, default=None)
+        if new is not None and plain(new) != plain(OmegaConf.select(run, dotted, default=None)):
+            raise ConfigError(f"{dotted} cannot be changed when testing a checkpoint (it has "
+                              f"{plain(OmegaConf.select(run, dotted, default=None))}, got {plain(new)}): "
+                              f"train a new run for that")
+    run = OmegaConf.merge(run, changes)
     run.logger, run.output_dir, run.ckpt_path = cfg.logger, cfg.output_dir, str(ckpt)
     run.threads = cfg.get("threads") or run.get("threads")
-    module, dm = _setup(run)
+    module, dm = _setup(run, stored)
+    del stored
     logger = build_logger(run)
     metrics: dict = {"ckpt_path": str(ckpt)}
     try:
