@@ -1,0 +1,123 @@
+"""What a trained aSTDP checkpoint does inside: testing from persistent or fresh states, the states it
+settles in, and how the two networks' difference evolves over one training batch.
+
+    python scripts/diagnose_checkpoint.py <run>/checkpoints/epoch=1-step=908.ckpt [...] --root ../shared/data
+
+For each checkpoint, on the validation split the run used (``data.val_size`` of its config; at most
+``--n-val`` images) and the first training batches of the split:
+
+- ``acc persistent`` / ``acc fresh``: validation accuracy when testing starts from the state the
+  previous batch left (as in training and in ``evaluate.py``) or from a fresh draw per batch;
+- ``hidden at lo / hi``: fraction of hidden states at the lower / upper bound after inference;
+- ``margin``: median gap between the two largest output states;
+- ``|dz| profile``: the mean ``|dz|`` of the hidden layer at each step of ``--batches`` training
+  batches, with learning on (a copy of the net learns, as in training) and with the rate set to
+  0; printed every ``--every`` steps, with its sum over the free and the clamped phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from astdp.data.mnist import load_mnist
+from astdp.factory import build_system
+
+
+def load(path: str, persistent: bool | None = None):
+    """(System with the checkpoint's weights, biases and persistent states, run config)."""
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    cfg, sd = ck["astdp_config"], ck["state_dict"]
+    model = dict(cfg["model"])
+    if persistent is not None:
+        model["persistent"] = persistent
+    data = cfg["data"]
+    system = build_system(model, cfg["learner"], cfg["depth"], int(data["n_inputs"]), int(data["n_outputs"]),
+                          int(data["batch_size"]), seed=int(cfg["seed"]), image_size=data.get("image_size"))
+    for k, w in enumerate(system.net.weights):
+        w.copy_(sd[f"net_W{k}"])
+    for layer, b in enumerate(system.net.biases):
+        b.copy_(sd[f"net_b{layer}"])
+    for prefix, state in (("state_train", system.train_state), ("state_eval", system.eval_state)):
+        for key, t in state.tensors().items():
+            t.copy_(sd[f"{prefix}_{key}"])
+    return system, cfg
+
+
+def split(cfg: dict, root: str, n_val: int):
+    """(train, val) of the run's split of the training pool (``data.split_seed``, ``data.val_size``)."""
+    from astdp.data.datamodule import n_val as val_count
+
+    data = cfg["data"]
+    splits, _ = load_mnist(root, allow_fallback=True, download=False)
+    x, y = splits["train"]
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(int(data.get("split_seed", 0))))
+    order = order[: data["n_train"]] if data.get("n_train") else order
+    k = val_count(data["val_size"], len(order))
+    val, train = order[: min(k, n_val)], order[k:]
+    return (x[train], y[train]), (x[val], y[val])
+
+
+@torch.no_grad()
+def test_stats(system, cfg: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
+    learner, t = cfg["learner"], system.topology
+    lo, hi = system.dynamics.bounds or (float("-inf"), float("inf"))
+    hits, at_lo, at_hi, margins, batch = 0, 0.0, 0.0, [], system.batch_size
+    for i in range(0, len(y), batch):
+        out, _ = system.infer(x[i : i + batch], steps=int(learner["test_steps"]), tol=float(learner["tol"]),
+                              stop_when_converged=True)
+        hits += int((out.argmax(1) == y[i : i + batch]).sum())
+        h = system.eval_state.s[system.readout, : out.shape[0], t.hidden_slice]
+        at_lo += float((h <= lo).float().sum())
+        at_hi += float((h >= hi).float().sum())
+        top2 = out.topk(2, dim=1).values
+        margins.append(top2[:, 0] - top2[:, 1])
+    n_h = len(y) * (t.hidden_slice.stop - t.hidden_slice.start)
+    return {"acc": hits / len(y), "at_lo": at_lo / n_h, "at_hi": at_hi / n_h, "margin": float(torch.cat(margins).median())}
+
+
+@torch.no_grad()
+def dz_profile(system, x: torch.Tensor, y: torch.Tensor, alpha: float | None) -> list[float]:
+    """Mean hidden ``|dz|`` per step of one training batch, from the checkpoint's training state."""
+    plast = system.relaxer.plast
+    plast.total_batches = plast.total_batches or 1  # the rate's clock is not restored: alpha at batch 0
+    state = system.train_state.slots(len(y))
+    stats = system.relaxer.run(state, system.learner.phases(x, y), alpha=alpha, record=True)
+    hs = system.topology.hidden_slice
+    return [float(step["dz"][:, hs].abs().mean()) for step in stats.trace]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoints", nargs="+")
+    p.add_argument("--root", default="data", help="folder holding MNIST/raw (as data.root)")
+    p.add_argument("--n-val", type=int, default=2000, help="validation images to test on")
+    p.add_argument("--batches", type=int, default=2, help="training batches for the |dz| profile (0: none)")
+    p.add_argument("--every", type=int, default=5, help="print the |dz| profile every this many steps")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for path in args.checkpoints:
+        rows = {}
+        for persistent in (True, False):
+            system, cfg = load(path, persistent)
+            train, val = split(cfg, args.root, args.n_val)
+            rows[persistent] = test_stats(system, cfg, *val)
+        print(f"{path}: {len(val[1])} validation images")
+        for persistent, r in rows.items():
+            print(f"  acc {'persistent' if persistent else 'fresh':10s} {r['acc']:.2%}   hidden at lo {r['at_lo']:.3f} "
+                  f"/ hi {r['at_hi']:.3f}   margin {r['margin']:.3f}")
+        free = int(cfg["learner"].get("free_steps", 0))
+        for label, alpha in (("learning", None), ("rate 0", 0.0)):
+            system, _ = load(path)
+            bs = system.batch_size
+            for b in range(args.batches):
+                prof = dz_profile(system, train[0][b * bs : (b + 1) * bs], train[1][b * bs : (b + 1) * bs], alpha)
+                shown = " ".join(f"{v:.1e}" for v in prof[:: args.every])
+                print(f"  |dz| {label:8s} batch {b}: sum free {sum(prof[:free]):.2e} clamped {sum(prof[free:]):.2e}"
+                      f" | every {args.every} steps: {shown}")
+
+
+if __name__ == "__main__":
+    main()
