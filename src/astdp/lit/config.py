@@ -142,7 +142,7 @@ def known_keys(group: str) -> frozenset[str]:
     if CONF.is_dir():
         import yaml
 
-        files = list((CONF / group).glob("*.yaml")) + list((CONF / "experiment").glob("*.yaml"))
+        files = list((CONF / group).glob("*.yaml")) + list((CONF / "experiment").rglob("*.yaml"))
         for path in files:
             doc = yaml.safe_load(path.read_text()) or {}
             node = doc.get(group) if path.parent.name == "experiment" else doc
