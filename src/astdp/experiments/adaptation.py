@@ -15,6 +15,8 @@ final)``). 0 = monotone approach; 0.2 = it went 20 % past where it settles.
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
 
 from astdp.core.engine import Phase
@@ -37,10 +39,10 @@ def overshoot(x: torch.Tensor, before: float, tail: int, rising: bool, window: i
 
 
 def run(
-    hidden: int = 8,
+    model: Mapping[str, Any],
+    learner: Mapping[str, Any],
+    depth: Mapping[str, Any],
     epochs: int = 150,
-    train_steps: int = 160,
-    alpha: float = 0.05,
     pattern_from: int = 0,
     pattern_to: int = 1,
     hold: int = 200,
@@ -48,20 +50,24 @@ def run(
     tail: int = 30,
     window: int = 60,
     test_momentum: float = 0.2,
-    test_k: float = 50.0,
-    test_t_c: float = 0.25,
+    test_k: float | None = None,
+    test_t_c: float | None = None,
     seed: int = 0,
-    activation: str = "sigmoid4_centered",
-    eps: tuple[float, float] = (0.5, 0.4),
-    beta: tuple[float, float] = (0.4, 0.5),
     plot: bool = True,
 ) -> dict:
+    """Train the rivalry net (config groups ``model``, ``learner``, ``depth``; ``epochs`` batches of the 4
+    patterns), then the four test conditions; ``test_k`` / ``test_t_c`` null: the model's fake targets."""
+    for p in (pattern_from, pattern_to):
+        if not 0 <= p < 4:
+            raise ValueError(f"pattern_from / pattern_to must be pattern indices 0-3, got {p}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = toy.model_cfg(activation, eps, beta)
-    sys_ = toy.visible_only_system(4, hidden, model, alpha, train_steps, batch=4, seed=seed)
+    sys_ = toy.visible_only_system(model, learner, depth, 4, batch=4, seed=seed)
     toy.train_visible(sys_, toy.one_hot_epochs(4, epochs, gen))
-    sys_.relaxer.fake.k, sys_.relaxer.fake.t_c = test_k, test_t_c
+    if test_k is not None:
+        sys_.relaxer.fake.k = test_k
+    if test_t_c is not None:
+        sys_.relaxer.fake.t_c = test_t_c
 
     eye = torch.eye(4)
     x_a, x_b = eye[pattern_from : pattern_from + 1], eye[pattern_to : pattern_to + 1]
@@ -69,6 +75,7 @@ def run(
     toy.silence_output(sys_, start)
     metrics: dict[str, float] = {}
     traces = {}
+    train_momentum = sys_.relaxer.dyn.momentum  # model.momentum, used while training
     for name, (mom_on, fake_on) in CONDITIONS.items():
         sys_.relaxer.dyn.momentum = test_momentum if mom_on else 1.0
         gen_state = sys_.relaxer.generator.get_state()
@@ -84,7 +91,7 @@ def run(
         metrics[f"adaptation/overshoot_off_{name}"] = overshoot(off, float(s[hold - 1, 1, pattern_from]), tail, False, window)
         metrics[f"adaptation/final_on_{name}"] = float(on[-tail:].mean())
         traces[name] = (s, dz)
-    sys_.relaxer.dyn.momentum = 1.0
+    sys_.relaxer.dyn.momentum = train_momentum
     metrics["adaptation/overshoot"] = metrics["adaptation/overshoot_on_momentum_fake"]
     metrics["adaptation/overshoot_plain"] = metrics["adaptation/overshoot_on_plain"]
     out = {"metrics": metrics, "figures": {}, "traces": traces}

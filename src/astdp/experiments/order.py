@@ -19,10 +19,11 @@ outputs free in net_s and nudged in net_l (``beta_output = (0, 0.5)``).
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
 
-from astdp.factory import build_system
-from astdp.experiments.toy import model_cfg
+from astdp.experiments import toy
 
 N = 8
 ORDERS = {"81": 1, "83": 3}
@@ -35,21 +36,15 @@ def sequence(stride: int, length: int, batch: int) -> torch.Tensor:
     return (b + stride * t) % N
 
 
-def build(hidden: int, alpha: float, train_steps: int, learner: str, free_steps: int, batch: int, seed: int,
-          **model_kw):
-    learner_cfg = {"name": learner, "alpha": alpha, "steps": train_steps}
-    if learner == "supervised":
-        learner_cfg["free_steps"] = free_steps
-    return build_system(model_cfg(**model_kw), learner_cfg, {"hidden": [hidden]}, n_in=N, n_out=N,
-                        batch_size=batch, seed=seed)
+def build(model: Mapping[str, Any], learner: Mapping[str, Any], depth: Mapping[str, Any], batch: int, seed: int):
+    return toy.build(model, learner, depth, n_in=N, n_out=N, batch=batch, seed=seed)
 
 
 def train(sys_, stride: int, cycles: int) -> list[float]:
+    """``cycles`` cycles of the sequence with ``stride``, one pattern per batch; mean |dz| per batch."""
     eye = torch.eye(N)
-    dz = []
-    for idx in sequence(stride, cycles * N, sys_.batch_size):
-        dz.append(float(sys_.train_batch(eye[idx], idx).dz_abs))
-    return dz
+    seq = sequence(stride, cycles * N, sys_.batch_size)
+    return toy.train(sys_, ((eye[idx], idx) for idx in seq), len(seq))
 
 
 def evaluate(sys_, stride: int, steps: int, cycles: int, fake: bool) -> float:
@@ -66,42 +61,33 @@ def evaluate(sys_, stride: int, steps: int, cycles: int, fake: bool) -> float:
 
 
 def run(
+    model: Mapping[str, Any],
+    learner: Mapping[str, Any],
+    depth: Mapping[str, Any],
     train_orders: tuple[str, ...] = ("81", "83"),
-    hidden: int = 16,
-    alpha: float = 0.002,
-    train_steps: int = 160,
     train_cycles: int = 40,
-    learner: str = "unsupervised",
-    free_steps: int = 80,
     batch: int = 8,
     test_steps: tuple[int, ...] = (160, 80, 20, 10, 5),
     test_cycles: int = 4,
     test_fake: bool = False,
-    activation: str = "sigmoid4_centered",
-    eps: tuple[float, float] = (0.5, 0.4),
-    beta: tuple[float, float] = (0.4, 0.5),
-    beta_input: tuple[float, float] | None = (1.0, 1.0),
-    beta_output: tuple[float, float] | None = (0.0, 0.5),
-    momentum: float = 1.0,
-    fake: bool = True,
-    k: float = 50.0,
-    t_c: float = 0.25,
     seed: int = 0,
     plot: bool = True,
 ) -> dict:
     """Train one net per order in ``train_orders``; test each on both orders at each step budget.
 
+    ``model``, ``learner`` and ``depth`` are the config groups (plain dicts); the rest is the protocol.
     Metric keys: ``order/acc_net<train>_on<test>_<steps>`` (e.g. ``order/acc_net81_on83_80``) and,
     for the net trained on the first order, the short form ``order/acc_<test>_<steps>``.
     """
+    for o in train_orders:
+        if str(o) not in ORDERS:
+            raise ValueError(f"train_orders must name orders in {sorted(ORDERS)}, got {o!r}")
     torch.manual_seed(seed)
     metrics: dict[str, float] = {}
     tables = {steps: {} for steps in test_steps}
     for train_order in train_orders:
         train_order = str(train_order)
-        sys_ = build(hidden, alpha, train_steps, learner, free_steps, batch, seed, activation=activation, eps=eps,
-                     beta=beta, beta_input=beta_input, beta_output=beta_output, momentum=momentum, fake=fake,
-                     k=k, t_c=t_c)
+        sys_ = build(model, learner, depth, batch, seed)
         dz = train(sys_, ORDERS[train_order], train_cycles)
         metrics[f"order/net{train_order}_dz_last"] = dz[-1]
         metrics[f"order/net{train_order}_symmetry"] = sys_.net.symmetry_index()

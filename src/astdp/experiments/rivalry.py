@@ -13,6 +13,8 @@ Without fake targets the relaxation is deterministic and settles, so it should n
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
 
 from astdp.core.engine import Phase
@@ -33,34 +35,27 @@ def count_switches(diff: torch.Tensor, margin: float) -> tuple[int, torch.Tensor
 
 
 def run(
-    hidden: int = 8,
+    model: Mapping[str, Any],
+    learner: Mapping[str, Any],
+    depth: Mapping[str, Any],
     epochs: int = 150,
-    train_steps: int = 160,
-    alpha: float = 0.05,
     test_steps: int = 1000,
     margin: float = 0.05,
     seed: int = 0,
-    activation: str = "sigmoid4_centered",
-    eps: tuple[float, float] = (0.5, 0.4),
-    beta: tuple[float, float] = (0.4, 0.5),
-    momentum: float = 1.0,
-    k: float = 50.0,
-    t_c: float = 0.25,
-    m: float = 0.95,
-    train_fake: bool = True,
-    test_k: float | None = 20.0,
-    test_t_c: float | None = 2.0,
+    test_k: float | None = None,
+    test_t_c: float | None = None,
     settle: int = 100,
     plot: bool = True,
 ) -> dict:
     """Train, then clamp ``[1, 1, 0, 0]``; switches are counted after the first ``settle`` steps.
 
-    ``test_k`` / ``test_t_c`` (default: ``k`` / ``t_c``) set the fake targets while testing only.
+    ``model``, ``learner`` (unsupervised) and ``depth`` (one hidden layer) are the config groups;
+    training runs ``epochs`` batches of the 4 patterns. ``test_k`` / ``test_t_c`` set the fake
+    targets while testing only (null: ``model.fake_target.k`` / ``t_c``).
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = toy.model_cfg(activation, eps, beta, momentum=momentum, fake=train_fake, k=k, t_c=t_c, m=m)
-    sys_ = toy.visible_only_system(4, hidden, model, alpha, train_steps, batch=4, seed=seed)
+    sys_ = toy.visible_only_system(model, learner, depth, 4, batch=4, seed=seed)
     dz_hist = toy.train_visible(sys_, toy.one_hot_epochs(4, epochs, gen))
 
     # recall check: each pattern clamped, do the visible states side with it?
@@ -72,8 +67,10 @@ def run(
     start.dzm.fill_(1e-3)  # a neutral running scale, so the first test steps do not all fire
     metrics = {"rivalry/train_dz_first": dz_hist[0], "rivalry/train_dz_last": dz_hist[-1],
                "rivalry/recall_acc": recall, "rivalry/samples_seen": 4 * epochs}
-    sys_.relaxer.fake.k = k if test_k is None else test_k
-    sys_.relaxer.fake.t_c = t_c if test_t_c is None else test_t_c
+    if test_k is not None:
+        sys_.relaxer.fake.k = test_k
+    if test_t_c is not None:
+        sys_.relaxer.fake.t_c = test_t_c
     traces = {}
     for fake_on in (True, False):
         state = type(start)(start.s.clone(), start.v.clone(), start.dzm.clone())

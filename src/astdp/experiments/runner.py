@@ -1,7 +1,9 @@
 """Run one toy experiment from a plain config dict and save what it returns.
 
 A config names the function as ``experiment_fn: "package.module:function"`` and passes it
-``experiment_params`` (a dict of keyword arguments). The function returns
+``experiment_params`` (a dict of keyword arguments: the protocol) and, where the function takes
+them, the composed config groups ``model``, ``learner`` and ``depth`` (plain dicts) and ``seed``, so
+an override such as ``model.eps=[0.4,0.5]`` reaches the experiment. The function returns
 ``{"metrics": {name: number}, "figures": {name: matplotlib Figure}, ...}``; this module writes the
 figures as ``<name>.png`` and the flat metrics (plus ``time/wall_s`` and ``experiment/fn``) as
 ``metrics.json`` in ``out_dir``, logs both to W&B when a run is active, and returns the metrics.
@@ -15,6 +17,8 @@ import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
+
+GROUPS = ("model", "learner", "depth")  # config groups handed to the experiment function as plain dicts
 
 
 def resolve(spec: str) -> Callable[..., dict]:
@@ -64,17 +68,41 @@ def _finite(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def call_params(fn: Callable[..., dict], cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``experiment_params`` plus the config groups and seed that ``fn`` takes; unknown keys are an error."""
+    import inspect
+
+    accepted = inspect.signature(fn).parameters
+    params = _plain(dict(cfg.get("experiment_params") or {}))
+    name = f"{fn.__module__}:{fn.__name__}"
+    for key in params:
+        if key in GROUPS:
+            raise ValueError(f"experiment_params.{key}: set the {key} config group instead (e.g. {key}.<key>=...)")
+        if key not in accepted:
+            raise ValueError(f"experiment_params.{key} is not a parameter of {name}; it takes "
+                             f"{sorted(k for k in accepted if k not in GROUPS)}")
+    for group in GROUPS:
+        if group in accepted:
+            if cfg.get(group) is None:
+                raise ValueError(f"{name} needs the {group} config group")
+            params[group] = dict(cfg[group])
+    if cfg.get("seed") is not None and "seed" in accepted and "seed" not in params:
+        params["seed"] = int(cfg["seed"])
+    return params
+
+
 def run_experiment(cfg: Mapping[str, Any], out_dir: str | Path) -> dict[str, Any]:
     """Call ``cfg["experiment_fn"](**cfg["experiment_params"])``; write PNGs and ``metrics.json``."""
     spec = cfg.get("experiment_fn")
     if not spec:
         raise ValueError("run_experiment needs cfg['experiment_fn']")
-    params = _plain(dict(cfg.get("experiment_params") or {}))
-    if cfg.get("seed") is not None and "seed" not in params:
-        import inspect
+    fn = resolve(spec)
+    try:
+        params = call_params(fn, cfg)
+    except ValueError as e:
+        from astdp.lit.config import ConfigError  # train.py prints these as one line
 
-        if "seed" in inspect.signature(resolve(spec)).parameters:
-            params["seed"] = int(cfg["seed"])
+        raise ConfigError(str(e)) from None
     if cfg.get("threads"):
         import torch
 
@@ -83,7 +111,7 @@ def run_experiment(cfg: Mapping[str, Any], out_dir: str | Path) -> dict[str, Any
     out_dir.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
-    result = resolve(spec)(**params)
+    result = fn(**params)
     wall = time.perf_counter() - start
 
     metrics = _finite(result.get("metrics", {}))

@@ -16,20 +16,22 @@ single relaxation run; nudging strengths differ per slot through the per-step ta
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
 
 from astdp.core import activations
-from astdp.core.dynamics import Dynamics
 from astdp.core.engine import FakeTargets, Relaxer, Target
 from astdp.core.network import Network, Topology
 from astdp.core.plasticity import Plasticity
 from astdp.core.state import State
+from astdp.factory import build_dynamics
 
 WINDOWS = (5, 10, 15)
 BETAS = ((0.4, 0.5), (0.4, 0.6), (0.4, 0.7))
 
 
-def _curves(windows_betas, dts, activation, eps, momentum, alpha, lead, tail):
+def _curves(windows_betas, dts, model, alpha, lead, tail):
     """Total would-be dW of each (window, beta) curve at each dt. Returns two (C, D) tensors."""
     dts = torch.as_tensor(list(dts), dtype=torch.long)
     n_c, n_d = len(windows_betas), len(dts)
@@ -43,9 +45,9 @@ def _curves(windows_betas, dts, activation, eps, momentum, alpha, lead, tail):
                   [torch.zeros(n, dtype=torch.float64) for n in topo.sizes])
     net.frozen = set(range(len(net.weights)))
     net.frozen_bias = set(range(topo.n_layers))
-    dyn = Dynamics(activation=activation, eps=tuple(eps), momentum=momentum, init_scale=0.0)
+    dyn = build_dynamics({**model, "init_scale": 0.0})
     relaxer = Relaxer(net, dyn, Plasticity(alpha=0.0), FakeTargets(enabled=False))
-    act = activations.get(activation)
+    act = activations.get(dyn.activation)
     state = State.init(topo.n, batch, scale=0.0, dtype=torch.float64)
 
     beta = torch.zeros(2, batch, 1, dtype=torch.float64)
@@ -101,33 +103,36 @@ def curve_stats(dts: torch.Tensor, curve: torch.Tensor) -> dict[str, float]:
 
 
 def run(
+    model: Mapping[str, Any],
     dt_range: int = 30,
     windows: tuple[int, ...] = WINDOWS,
     betas: tuple[tuple[float, float], ...] = BETAS,
     window_for_betas: int = 10,
-    beta_for_windows: tuple[float, float] = (0.4, 0.5),
-    activation: str = "sigmoid4_centered",
-    eps: tuple[float, float] = (0.4, 0.5),
-    momentum: float = 1.0,
+    beta_for_windows: tuple[float, float] | None = None,
     alpha: float = 1.0,
     lead: int = 20,
     tail: int = 40,
     plot: bool = True,
 ) -> dict:
-    """Figure 6: top row = ``windows`` at ``beta_for_windows``; bottom = ``betas`` at ``window_for_betas``.
+    """Figure 6: top row = ``windows`` at ``beta_for_windows`` (null: ``model.beta``); bottom = ``betas``
+    at ``window_for_betas``.
 
-    ``eps`` defaults to the paper's two step sizes with the larger one on net_l: net_l then rises
+    ``model`` is the model config group: its ``activation``, ``eps``, ``momentum`` and ``bounds`` set the
+    two neurons' dynamics (the protocol fixes the topology and learns nothing, so it takes no learner or
+    depth). The classic shape needs the larger step on net_l (``eps = [0.4, 0.5]``): net_l then rises
     and decays faster than net_s, so ``dz`` is positive at a window's onset and negative after its
-    end, which is what gives the potentiation/depression lobes. With ``eps = (0.5, 0.4)`` (net_s
+    end, which is what gives the potentiation/depression lobes. With ``eps = [0.5, 0.4]`` (net_s
     faster) ``dz`` never turns negative here and the curve is a one-sided bump.
 
     Returns ``{"metrics": {...}, "figures": {name: Figure}, "curves": {...}}``; metric keys are
     ``stdp/<curve>/<stat>`` with curve ``w<window>_b<beta_s>-<beta_l>``.
     """
+    if beta_for_windows is None:
+        beta_for_windows = tuple(model["beta"])
     dts = torch.arange(-dt_range, dt_range + 1)
     combos = [(int(w), tuple(beta_for_windows)) for w in windows]
     combos += [(int(window_for_betas), tuple(b)) for b in betas]
-    d_out_in, d_in_out, trace, start_in = _curves(combos, dts, activation, eps, momentum, alpha, lead, tail)
+    d_out_in, d_in_out, trace, start_in = _curves(combos, dts, model, alpha, lead, tail)
 
     metrics: dict[str, float] = {}
     curves = {}
