@@ -23,12 +23,13 @@ import torch
 
 from astdp.data.mnist import load_mnist
 from astdp.factory import build_system
+from astdp.lit.checkpoints import upgrade_state_dict
 
 
 def load(path: str, persistent: bool | None = None):
     """(System with the checkpoint's weights, biases and persistent states, run config)."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
-    cfg, sd = ck["astdp_config"], ck["state_dict"]
+    cfg, sd = ck["astdp_config"], upgrade_state_dict(ck["state_dict"])
     model = dict(cfg["model"])
     if persistent is not None:
         model["persistent"] = persistent
@@ -36,12 +37,12 @@ def load(path: str, persistent: bool | None = None):
     system = build_system(model, cfg["learner"], cfg["depth"], int(data["n_inputs"]), int(data["n_outputs"]),
                           int(data["batch_size"]), seed=int(cfg["seed"]), image_size=data.get("image_size"))
     for k, w in enumerate(system.net.weights):
-        w.copy_(sd[f"net_W{k}"])
+        w.copy_(sd[f"system.net.weights.{k}"])
     for layer, b in enumerate(system.net.biases):
-        b.copy_(sd[f"net_b{layer}"])
-    for prefix, state in (("state_train", system.train_state), ("state_eval", system.eval_state)):
+        b.copy_(sd[f"system.net.biases.{layer}"])
+    for prefix, state in (("train", system.train_state), ("eval", system.eval_state)):
         for key, t in state.tensors().items():
-            t.copy_(sd[f"{prefix}_{key}"])
+            t.copy_(sd[f"system.{prefix}_{key}"])
     return system, cfg
 
 

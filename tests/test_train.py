@@ -107,20 +107,24 @@ def test_resume_continues_the_persistent_states(compose_cfg, tmp_path, schedule)
     first, _, _ = _fit(_toy(compose_cfg, tmp_path / "r", "trainer.max_epochs=1", *schedule), tmp_path)
     ckpt = tmp_path / "r" / "checkpoints" / "last.ckpt"
     saved = torch.load(ckpt, map_location="cpu", weights_only=False)
-    for key in ("state_train_s", "state_train_v", "state_train_dzm", "state_eval_s", "net_W0", "net_b1"):
-        assert torch.equal(saved["state_dict"][key], getattr(first, key)), key
+    mine = first.state_dict()
+    for key in ("system.train_s", "system.train_v", "system.train_dzm", "system.eval_s", "system.net.weights.0",
+                "system.net.biases.1"):
+        assert torch.equal(saved["state_dict"][key], mine[key]), key
     resumed, trainer, _ = _fit(_toy(compose_cfg, tmp_path / "r", "trainer.max_epochs=2", *schedule), tmp_path,
                                ckpt_path=str(ckpt))
     assert resumed.system.relaxer.plast.current_alpha == straight.system.relaxer.plast.current_alpha
     assert trainer.global_step == 32 and int(resumed.samples_seen) == int(straight.samples_seen)
     for key, value in straight.state_dict().items():
-        if key.startswith(("net_", "state_")):
+        if key.startswith("system."):
             assert torch.allclose(value, resumed.state_dict()[key], atol=1e-6), key
 
 
 def test_no_autograd_in_the_learning_path(compose_cfg, tmp_path):
     module, _, _ = _fit(_toy(compose_cfg, tmp_path, "trainer.max_steps=2"), tmp_path)
-    assert all(b.grad_fn is None and not b.requires_grad for b in module.buffers())
+    tensors = [*module.buffers(), *module.parameters()]
+    assert len(list(module.parameters())) == len(module.system.net.weights) + len(module.system.net.biases)
+    assert all(t.grad_fn is None and not t.requires_grad and t.grad is None for t in tensors)
 
 
 # -- slow: parallel launcher, Optuna with sqlite storage, full MNIST -----------------------------

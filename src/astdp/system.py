@@ -1,13 +1,17 @@
 """A trained aSTDP system in plain torch: one network, a learner, and the persistent states.
 
 ``train_state`` holds one two-network state per batch slot, carried from sample to sample for the
-whole run (``persistent=False``: drawn afresh for every batch); ``eval_state`` does the same for testing so that evaluation never disturbs training.
-The harness (Lightning) keeps these tensors in buffers; scripts and tests use this class directly.
+whole run (``persistent=False``: drawn afresh for every batch); ``eval_state`` does the same for
+testing so that evaluation never disturbs training. The System is an ``nn.Module``: the network's
+weights and biases are its (gradient-free) parameters and the states its buffers, so ``.to()``,
+``state_dict()`` and checkpoints carry them; the harness (Lightning) holds it as a submodule, and
+scripts and tests use it directly.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from astdp.core.dynamics import Dynamics
 from astdp.core.engine import FakeTargets, Phase, Relaxer, RunStats
@@ -19,7 +23,7 @@ from astdp.learners.base import Learner
 READOUTS = {"s": 0, "l": 1}
 
 
-class System:
+class System(nn.Module):
     def __init__(
         self,
         topology: Topology,
@@ -39,16 +43,59 @@ class System:
             raise ValueError(f"model.readout must be one of {sorted(READOUTS)}, got {readout!r}")
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        super().__init__()
         self.topology, self.dynamics, self.learner = topology, dynamics, learner
         self.batch_size, self.readout, self.infer_fake = batch_size, READOUTS[readout], infer_fake
-        self.persistent = bool(persistent)
+        self.persistent, self.seed = bool(persistent), int(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.net = Network.init(topology, generator=self.generator, dtype=dtype, device=device)
         device_gen = self.generator if torch.device(device).type == "cpu" else torch.Generator(device).manual_seed(seed)
         self.relaxer = Relaxer(self.net, dynamics, plasticity, fake, generator=device_gen)
-        self.train_state = self.new_state()
-        self.eval_state = self.new_state()
+        self._device_rng: torch.Tensor | None = None  # a device generator state waiting for the move
+        for prefix in ("train", "eval"):
+            for key, t in self.new_state().tensors().items():
+                self.register_buffer(f"{prefix}_{key}", t)
         learner.prepare(self.net)
+
+    @property
+    def train_state(self) -> State:
+        return State(self.train_s, self.train_v, self.train_dzm)
+
+    @property
+    def eval_state(self) -> State:
+        return State(self.eval_s, self.eval_v, self.eval_dzm)
+
+    # -- devices: the fake-target draws follow the network ------------------------------------------
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        self._follow_device()
+        return out
+
+    def _follow_device(self) -> None:
+        dev = self.net.weights[0].device
+        gen = self.relaxer.generator
+        if gen is None or gen.device == dev:
+            return
+        if dev.type == "cpu":
+            self.relaxer.generator = self.generator
+            return
+        self.relaxer.generator = torch.Generator(dev).manual_seed(self.seed)
+        if self._device_rng is not None:
+            self.relaxer.generator.set_state(self._device_rng)
+            self._device_rng = None
+
+    def device_rng_state(self) -> torch.Tensor | None:
+        """The state of the fake-target generator when it is not the CPU one (else None)."""
+        gen = self.relaxer.generator
+        return gen.get_state() if gen is not None and gen is not self.generator else None
+
+    def set_device_rng_state(self, state: torch.Tensor) -> None:
+        """Restore :meth:`device_rng_state`: now if the net is on that device, else at the move there."""
+        gen = self.relaxer.generator
+        if gen is not None and gen is not self.generator:
+            gen.set_state(state)
+        else:
+            self._device_rng = state
 
     def new_state(self, batch: int | None = None) -> State:
         w = self.net.weights[0]

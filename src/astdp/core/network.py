@@ -21,10 +21,11 @@ by default (``bias_init="uniform"`` draws them like the weights).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import torch
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -150,15 +151,22 @@ class Topology:
         return mask
 
 
-@dataclass
-class Network:
-    """Weights (one tensor per block) and biases (one tensor per layer) shared by net_s and net_l."""
+class Network(nn.Module):
+    """Weights (one tensor per block) and biases (one tensor per layer) shared by net_s and net_l.
 
-    topology: Topology
-    weights: list[torch.Tensor]  # weights[k]: (n_post, hi - lo) for topology.blocks[k]
-    biases: list[torch.Tensor]  # biases[l]: (n_l,)
-    frozen: set[int] = field(default_factory=set)  # block indices that do not learn
-    frozen_bias: set[int] = field(default_factory=set)  # layer indices whose bias does not learn
+    Both are ``nn.Parameter`` s that require no gradient: the aSTDP rule changes them in place
+    inside the relaxation, and being parameters they follow ``.to()``, appear in checkpoints and
+    in model summaries like any other network's weights.
+    """
+
+    def __init__(self, topology: Topology, weights: list[torch.Tensor], biases: list[torch.Tensor],
+                 frozen: set[int] | None = None, frozen_bias: set[int] | None = None) -> None:
+        super().__init__()
+        self.topology = topology
+        self.weights = nn.ParameterList(nn.Parameter(w, requires_grad=False) for w in weights)  # (n_post, hi - lo)
+        self.biases = nn.ParameterList(nn.Parameter(b, requires_grad=False) for b in biases)  # (n_l,)
+        self.frozen: set[int] = set(frozen or ())  # block indices that do not learn
+        self.frozen_bias: set[int] = set(frozen_bias or ())  # layer indices whose bias does not learn
 
     @classmethod
     def init(
@@ -214,7 +222,7 @@ class Network:
         w_dense = torch.zeros(t.n, t.n, dtype=self.weights[0].dtype, device=self.weights[0].device)
         for blk, w in zip(t.blocks, self.weights):
             w_dense[t.slice(blk.post), blk.lo : blk.hi] = w
-        return w_dense, torch.cat(self.biases)
+        return w_dense, torch.cat(list(self.biases))
 
     def symmetry_index(self) -> float:
         """Cosine between ``W[i, j]`` and ``W[j, i]`` over connected pairs (§4.2): 1 = symmetric."""
@@ -223,17 +231,6 @@ class Network:
         a, b = w[mask], w.t()[mask]
         return float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-12))
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        out = {f"W{k}": w for k, w in enumerate(self.weights)}
-        out.update({f"b{l}": b for l, b in enumerate(self.biases)})
-        return out
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        for k, w in enumerate(self.weights):
-            w.copy_(state[f"W{k}"])
-        for l, b in enumerate(self.biases):
-            b.copy_(state[f"b{l}"])
-
     def clone(self) -> Network:
-        return Network(self.topology, [w.clone() for w in self.weights], [b.clone() for b in self.biases],
-                       set(self.frozen), set(self.frozen_bias))
+        return Network(self.topology, [w.detach().clone() for w in self.weights],
+                       [b.detach().clone() for b in self.biases], self.frozen, self.frozen_bias)

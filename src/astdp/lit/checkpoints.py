@@ -240,6 +240,21 @@ def _get(cfg: Any, dotted: str) -> Any:
     return node
 
 
+def upgrade_state_dict(state: dict) -> dict:
+    """Checkpoints written before the System was a submodule: ``net_W<k>`` -> ``system.net.weights.<k>``,
+    ``net_b<l>`` -> ``system.net.biases.<l>``, ``state_<train|eval>_<key>`` -> ``system.<train|eval>_<key>``
+    (in place; returns ``state``)."""
+    for old in [k for k in state if k.startswith(("net_W", "net_b", "state_train_", "state_eval_"))]:
+        if old.startswith("net_W"):
+            new = f"system.net.weights.{old[5:]}"
+        elif old.startswith("net_b"):
+            new = f"system.net.biases.{old[5:]}"
+        else:
+            new = "system." + old[len("state_"):]
+        state[new] = state.pop(old)
+    return state
+
+
 def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
     """The checkpoint at ``path`` as a dict; a missing, empty, truncated or foreign file is one clear error."""
     path = Path(str(path))
@@ -258,6 +273,7 @@ def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
                               f"use another checkpoint") from e
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{key}={path} is not a checkpoint written by train.py (no state_dict in it)")
+    upgrade_state_dict(ckpt["state_dict"])
     return ckpt
 
 

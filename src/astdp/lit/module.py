@@ -5,9 +5,9 @@ Learning happens inside the System's relaxation (aSTDP at every step, under ``no
 stepped once per batch only so that Lightning's ``global_step`` counts training batches
 (``max_steps``, ``val_check_interval``, checkpoint cadence and the W&B x-axis rely on it).
 
-Weights, biases and the persistent per-slot states (train and eval: ``s``, ``v``, ``dzm``) are
-module buffers, so checkpoints carry them. ``.to(device)`` replaces buffer tensors, so the System
-is re-pointed at the current buffers (:meth:`_bind`) before it is used.
+The :class:`~astdp.system.System` is a submodule: its weights and biases (parameters that need no
+gradient) and its persistent per-slot states (buffers, train and eval: ``s``, ``v``, ``dzm``) follow
+``.to()``, appear in the model summary and travel in checkpoints as ``system.*``.
 
 Checkpoints also carry what decides the rest of the run beyond the buffers: the System's generator
 (fake-target draws, initial states; and the device one off CPU), the learner's stage and counters,
@@ -26,6 +26,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from astdp.factory import build_system
 from astdp.lit import images
+from astdp.lit.checkpoints import upgrade_state_dict
 from astdp.lit import metrics as M
 
 
@@ -64,50 +65,20 @@ class AstdpLitModule(LightningModule):
         self.tol = float(learner.get("tol", 1e-3))
         self.infer_stop = bool(learner.get("infer_stop", False))  # end a test batch once all samples converged
         self.image_size, self.n_outputs, self.seed = image_size, n_outputs, seed
-        net = self.system.net
-        for k, w in enumerate(net.weights):
-            self.register_buffer(f"net_W{k}", w)
-        for l, b in enumerate(net.biases):
-            self.register_buffer(f"net_b{l}", b)
-        for prefix, state in self._states():
-            for key, t in state.tensors().items():
-                self.register_buffer(f"{prefix}_{key}", t)
         self.register_buffer("samples_seen", torch.zeros((), dtype=torch.long))
-        self.step_anchor = torch.nn.Parameter(torch.zeros(()), requires_grad=False)  # for NoOpOptimizer
         self.val_acc = MulticlassAccuracy(n_outputs, average="micro")
         self.test_acc = MulticlassAccuracy(n_outputs, average="micro")
         self.val_acc_best = MaxMetric()
         self.val_tally, self.test_tally = M.InferTally(), M.InferTally()
         self.run_config: dict | None = None  # the resolved run config, stored in checkpoints
-        self._device_rng: torch.Tensor | None = None  # a device generator state waiting for the move
-
-    def _states(self):
-        return (("state_train", self.system.train_state), ("state_eval", self.system.eval_state))
-
-    def _bind(self) -> None:
-        """Point the System at the current buffers (after ``.to()`` or a checkpoint load)."""
-        net = self.system.net
-        net.weights[:] = [getattr(self, f"net_W{k}") for k in range(len(net.weights))]
-        net.biases[:] = [getattr(self, f"net_b{l}") for l in range(len(net.biases))]
-        for prefix, state in self._states():
-            for key in ("s", "v", "dzm"):
-                setattr(state, key, getattr(self, f"{prefix}_{key}"))
-        dev = self.net_W0.device
-        if self.system.relaxer.generator is not None and self.system.relaxer.generator.device != dev:
-            self.system.relaxer.generator = torch.Generator(dev).manual_seed(self.seed)
-            if self._device_rng is not None:
-                self.system.relaxer.generator.set_state(self._device_rng)
-                self._device_rng = None
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Inference: outputs (B, n_out) after ``steps`` clamped-input relaxation steps."""
-        self._bind()
         out, _ = self.system.infer(x, steps=steps or self.test_steps, tol=self.tol)
         return out
 
     # -- training -------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int) -> None:
-        self._bind()
         x, y = batch
         self.system.relaxer.plast.batch = self.global_step  # the rate schedule's clock
         stats = self.system.train_batch(x, y)
@@ -134,7 +105,6 @@ class AstdpLitModule(LightningModule):
         self.system.relaxer.plast.epoch = self.current_epoch  # learner.schedule=decay
 
     def on_train_epoch_end(self) -> None:
-        self._bind()
         net = self.system.net
         self.log(M.TRAIN_SYMMETRY, net.symmetry_index())
         self.log_dict({f"{M.TRAIN_W_NORM}/{net.topology.block_name(k)}": float(w.norm())
@@ -142,7 +112,6 @@ class AstdpLitModule(LightningModule):
 
     # -- validation and test: learning rate zero, inputs clamped ---------------------------------
     def _infer(self, batch, acc: MulticlassAccuracy, tally: M.InferTally) -> torch.Tensor:
-        self._bind()
         x, y = batch
         out, stats = self.system.infer(x, steps=self.test_steps, tol=self.tol, stop_when_converged=self.infer_stop)
         acc.update(out.argmax(dim=1), y)
@@ -179,7 +148,7 @@ class AstdpLitModule(LightningModule):
 
     # -- optimizers -----------------------------------------------------------------------------
     def configure_optimizers(self):
-        return NoOpOptimizer([self.step_anchor])
+        return NoOpOptimizer(list(self.system.parameters()))
 
     # -- hooks ----------------------------------------------------------------------------------
     def _log_image(self, key: str, arr) -> None:
@@ -191,9 +160,9 @@ class AstdpLitModule(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["astdp_rng"] = self.system.generator.get_state()
-        device_gen = self.system.relaxer.generator
-        if device_gen is not None and device_gen is not self.system.generator:
-            checkpoint["astdp_rng_device"] = device_gen.get_state()
+        device_rng = self.system.device_rng_state()
+        if device_rng is not None:
+            checkpoint["astdp_rng_device"] = device_rng
         checkpoint["astdp_learner"] = self.system.learner.state_dict()
         if self.val_acc_best.update_count:
             checkpoint["astdp_val_acc_best"] = self.val_acc_best.compute()
@@ -204,7 +173,8 @@ class AstdpLitModule(LightningModule):
         if "astdp_rng" in checkpoint:
             self.system.generator.set_state(checkpoint["astdp_rng"])
         if "astdp_rng_device" in checkpoint:
-            self._device_rng = checkpoint["astdp_rng_device"]
+            self.system.set_device_rng_state(checkpoint["astdp_rng_device"])
+        upgrade_state_dict(checkpoint.get("state_dict", {}))
         self.system.learner.load_state_dict(checkpoint.get("astdp_learner") or {})
         if "astdp_val_acc_best" in checkpoint:
             self.val_acc_best.reset()
