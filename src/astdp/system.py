@@ -158,6 +158,20 @@ class System(nn.Module):
         s = state.s[1, :, t.slice(t.input_layer)]
         return ((s - lo) / (hi - lo) if hi != lo else s).clamp(0.0, 1.0)
 
+    @torch.no_grad()
+    def visible_cost(self, x: torch.Tensor, y: torch.Tensor | None, network: int = 0) -> torch.Tensor:
+        """eq (6), ``C = 1/2 sum_visible (t - s)^2``, in the training state after a batch; mean over samples.
+
+        ``network`` 0 is net_s (the free network: its cost is what learning lowers), 1 net_l.
+        Visible = the input layer, plus the label layer when the learner targets labels.
+        """
+        learner, t = self.learner, self.topology
+        s = self.train_state.s[network, : x.shape[0]]  # (B, N)
+        cost = (learner.input_target(x).value - s[:, t.slice(t.input_layer)]).pow(2).sum(1)
+        if y is not None and getattr(learner, "stage", None) != "pretrain":
+            cost = cost + (learner.label_target(y, x).value - s[:, t.slice(t.output_layer)]).pow(2).sum(1)
+        return 0.5 * cost.mean()
+
     def predict(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         out, _ = self.infer(x, steps)
         return out.argmax(dim=1)

@@ -89,3 +89,18 @@ def test_default_reading_learns_fallback_digits_without_a_late_drop(compose_cfg)
     assert max(accs) > 0.8, accs
     for e in range(2, epochs):
         assert accs[e] >= max(accs[: e + 1]) - 0.01, accs
+
+
+def test_visible_cost_is_eq6_on_the_chosen_network():
+    """eq (6): C = 1/2 sum over visible neurons (inputs, and labels when targeted) of (t - s)^2."""
+    learner = {"name": "supervised", "alpha": 0.0, "steps": 2, "free_steps": 1}
+    sysm = build_system(MODEL, learner, {"hidden": [3]}, 2, 2, batch_size=2, seed=0)
+    x, y = torch.tensor([[1.0, 0.0], [0.5, 0.5]]), torch.tensor([0, 1])
+    st = sysm.train_state.s  # (2 networks, 2 slots, 2 + 3 + 2 neurons)
+    st.zero_()
+    st[0, 0, :2] = torch.tensor([0.0, 0.0])  # sample 0, net_s: input error (1, 0), label error (1, 0)
+    st[1] = torch.tensor([[1.0, 0.0, 0, 0, 0, 1.0, 0.0], [0.5, 0.5, 0, 0, 0, 0.0, 1.0]])  # net_l: exact
+    # net_s, sample 0: 1/2 (1 + 1) = 1; sample 1: inputs (0.25 + 0.25), labels (0 + 1) -> 1/2 * 1.5 = 0.75
+    assert torch.isclose(sysm.visible_cost(x, y), torch.tensor(0.875))
+    assert torch.isclose(sysm.visible_cost(x, None), torch.tensor(0.5 * (1.0 + 0.5) / 2))  # inputs only
+    assert float(sysm.visible_cost(x, y, network=1)) == 0.0

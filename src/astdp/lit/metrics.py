@@ -6,11 +6,10 @@ import math
 
 import torch
 
-from astdp.system import System
 
 TRAIN_DZ = "train/dz_abs"  # mean |dz| over the batch's relaxation steps
 TRAIN_FAKE = "train/fake_rate"  # fraction of hidden neurons with an active fake target
-TRAIN_COST = "train/cost"  # eq (6) visible cost at the end of the batch (backprop: the loss)
+TRAIN_COST = "train/cost"  # eq (6) visible cost of net_s at the end of the batch (backprop: the loss)
 TRAIN_SYMMETRY = "train/symmetry"  # cosine of W[i, j] and W[j, i], per epoch
 TRAIN_W_NORM = "train/w_norm"  # per epoch, one per block: train/w_norm/<post>_from_<pre> (layer indices)
 TRAIN_SAMPLES = "train/samples_seen"
@@ -48,22 +47,6 @@ class InferTally:
         """(mean steps over converged samples or nan, fraction converged)."""
         steps = self.step_sum / self.n_conv if self.n_conv else math.nan
         return steps, (self.n_conv / self.n if self.n else math.nan)
-
-
-@torch.no_grad()
-def visible_cost(system: System, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-    """eq (6) ``C = 1/2 sum_visible (t - s)^2`` on the readout network after a training batch, mean over samples.
-
-    Visible = the input layer, plus the label layer when the learner targets labels.
-    """
-    learner, t = system.learner, system.topology
-    s = system.train_state.s[system.readout, : x.shape[0]]  # (B, N)
-    tgt = learner.input_target(x).value  # (B, n_in)
-    cost = (tgt - s[:, t.slice(t.input_layer)]).pow(2).sum(1)
-    if y is not None and getattr(learner, "stage", None) != "pretrain":
-        lab = learner.label_target(y, x).value  # (B, n_out)
-        cost = cost + (lab - s[:, t.slice(t.output_layer)]).pow(2).sum(1)
-    return 0.5 * cost.mean()
 
 
 def flat(metrics: dict) -> dict:

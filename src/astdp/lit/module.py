@@ -90,7 +90,7 @@ class AstdpLitModule(LightningModule):
                 f"learner.schedule")
         self.optimizers().step()  # counts this batch in global_step; weights changed in train_batch
         self.samples_seen += x.shape[0]
-        self.log(M.TRAIN_COST, M.visible_cost(self.system, x, y), prog_bar=True, batch_size=x.shape[0])
+        self.log(M.TRAIN_COST, self.system.visible_cost(x, y), prog_bar=True, batch_size=x.shape[0])
         self.log_dict({M.TRAIN_DZ: stats.dz_abs, M.TRAIN_FAKE: stats.fake_rate,
                        M.TRAIN_ALPHA: self.system.relaxer.plast.current_alpha,
                        M.TRAIN_SAMPLES: self.samples_seen.float()}, batch_size=x.shape[0])
