@@ -7,6 +7,8 @@ in the dataclasses they feed, so a bad value fails here, before any data loads.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from typing import Any, Mapping
 
 import torch
@@ -18,17 +20,25 @@ from astdp.core.plasticity import Plasticity
 from astdp.learners import LEARNERS
 from astdp.system import System
 
-DYNAMICS_KEYS = ("activation", "eps", "beta", "beta_input", "beta_output", "momentum", "init_scale", "bounds",
-                 "input_clamp")
-SCHEDULE_KEYS = ("alpha_decay", "schedule", "warmup_batches", "total_batches", "min_factor", "layer_alpha",
-                 "block_alpha", "weight_decay")
-LEARNER_KEYS = ("steps", "input_low", "input_high", "label_low", "label_high")
-LEARNER_EXTRA = {
-    "supervised": ("free_steps",),
-    "self_supervised": ("free_steps", "square", "cover_value", "stage", "pretrain_batches"),
-    "unsupervised": (),
-    "generation": (),
-}
+HARNESS_SUPPLIED = ("self", "topology", "dynamics", "image_size", "generator")  # not config keys
+
+
+def dataclass_keys(cls) -> tuple[str, ...]:
+    """The config keys a dataclass takes: its fields."""
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def init_keys(cls) -> tuple[str, ...]:
+    """The config keys a class takes: the named parameters of every ``__init__`` along its MRO."""
+    keys: list[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in HARNESS_SUPPLIED + tuple(keys):
+                keys.append(p.name)
+    return tuple(keys)
 
 
 def _pick(cfg: Mapping[str, Any], keys) -> dict[str, Any]:
@@ -40,7 +50,7 @@ def build_topology(depth: Mapping[str, Any], n_in: int, n_out: int) -> Topology:
 
 
 def build_dynamics(model: Mapping[str, Any]) -> Dynamics:
-    return Dynamics(**_pick(model, DYNAMICS_KEYS))
+    return Dynamics(**_pick(model, dataclass_keys(Dynamics)))
 
 
 def build_fake(model: Mapping[str, Any]) -> FakeTargets:
@@ -66,10 +76,10 @@ def build_system(
         raise ValueError(f"learner.name must be one of {sorted(LEARNERS)}, got {name!r}")
     topology = build_topology(depth, n_in, n_out)
     dynamics = build_dynamics(model)
-    plasticity = Plasticity(alpha=float(learner.get("alpha", 1e-4)), reduction=model.get("reduction", "sum"),
-                            smoothing=float(model.get("smoothing", 0.0)), **_pick(learner, SCHEDULE_KEYS))
+    plasticity = Plasticity(**{"alpha": 1e-4, **_pick(learner, dataclass_keys(Plasticity)),
+                               **_pick(model, ("reduction", "smoothing"))})
     plasticity.scales(topology)  # per-layer / per-block rates must fit this net (fails here, not in training)
-    kwargs = _pick(learner, LEARNER_KEYS + LEARNER_EXTRA[name])
+    kwargs = _pick(learner, init_keys(LEARNERS[name]))
     if name == "self_supervised":
         kwargs["image_size"] = image_size or int(round(n_in ** 0.5))
         kwargs["generator"] = torch.Generator().manual_seed(seed + 1)

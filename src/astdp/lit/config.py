@@ -149,10 +149,16 @@ def known_keys(group: str) -> frozenset[str]:
             if isinstance(node, dict):
                 keys |= set(node)
     if group == "learner":
-        keys |= {"name", "alpha", "test_steps", "tol", "infer_stop", *factory.SCHEDULE_KEYS, *factory.LEARNER_KEYS,
-                 *(k for extra in factory.LEARNER_EXTRA.values() for k in extra)}
+        from astdp.core.plasticity import Plasticity
+        from astdp.learners import LEARNERS
+
+        keys |= {"name", "test_steps", "tol", "infer_stop", *factory.dataclass_keys(Plasticity),
+                 *(k for cls in LEARNERS.values() for k in factory.init_keys(cls))}
     elif group == "model":
-        keys |= {*factory.DYNAMICS_KEYS, "fake_target", "readout", "infer_fake", "persistent", "reduction", "smoothing"}
+        from astdp.core.dynamics import Dynamics
+
+        keys |= {*factory.dataclass_keys(Dynamics), "fake_target", "readout", "infer_fake", "persistent", "reduction",
+                 "smoothing"}
     elif group == "data":
         keys |= set(inspect.signature(AstdpDataModule.__init__).parameters) - {"self", "protocol"}
     elif group == "depth":
