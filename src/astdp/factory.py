@@ -41,6 +41,12 @@ def init_keys(cls) -> tuple[str, ...]:
     return tuple(keys)
 
 
+def takes(cls, key: str) -> bool:
+    """Whether some ``__init__`` along the MRO of ``cls`` has a parameter ``key``."""
+    return any(key in inspect.signature(k.__dict__["__init__"]).parameters
+               for k in cls.__mro__ if "__init__" in k.__dict__ and k is not object)
+
+
 def _pick(cfg: Mapping[str, Any], keys) -> dict[str, Any]:
     return {k: cfg[k] for k in keys if cfg.get(k) is not None}
 
@@ -82,6 +88,7 @@ def build_system(
     kwargs = _pick(learner, init_keys(LEARNERS[name]))
     if name == "self_supervised":
         kwargs["image_size"] = image_size or int(round(n_in ** 0.5))
+    if takes(LEARNERS[name], "generator"):  # the learner's own draws (covered pixels)
         kwargs["generator"] = torch.Generator().manual_seed(seed + 1)
     learner_obj = LEARNERS[name](topology, dynamics, **kwargs)
     return System(topology, dynamics, plasticity, build_fake(model), learner_obj, batch_size, seed=seed,

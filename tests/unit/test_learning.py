@@ -104,3 +104,23 @@ def test_visible_cost_is_eq6_on_the_chosen_network():
     assert torch.isclose(sysm.visible_cost(x, y), torch.tensor(0.875))
     assert torch.isclose(sysm.visible_cost(x, None), torch.tensor(0.5 * (1.0 + 0.5) / 2))  # inputs only
     assert float(sysm.visible_cost(x, y, network=1)) == 0.0
+
+
+@pytest.mark.parametrize("cover", [0.0, 0.4])
+def test_covered_pixels_let_the_blocks_into_the_input_layer_learn(cover):
+    """With inputs set exactly the blocks into the input layer learn only when some pixels are drawn."""
+    model = {"activation": "hardsigmoid", "eps": [0.5, 0.5], "bounds": [0.0, 1.0], "input_clamp": "exact",
+             "beta_input": [1.0, 1.0], "beta_output": [0.0, 1.0], "fake_target": {"enabled": False}}
+    learner = {"name": "supervised", "alpha": 1e-2, "steps": 8, "free_steps": 3, "cover": cover}
+    sysm = build_system(model, learner, {"hidden": [6]}, 9, 3, batch_size=4, seed=0)
+    into_input = [k for k, b in enumerate(sysm.topology.blocks) if b.post == 0]
+    before = [sysm.net.weights[k].clone() for k in into_input]
+    phases = sysm.learner.phases(torch.rand(4, 9), torch.tensor([0, 1, 2, 0]))
+    sysm.train_batch(torch.rand(4, 9), torch.tensor([0, 1, 2, 0]))
+    moved = any(not torch.equal(w0, sysm.net.weights[k]) for w0, k in zip(before, into_input))
+    assert moved == (cover > 0)
+    if cover > 0:  # the clamped phase: seen pixels set in both nets, drawn ones free in net_s, pulled in net_l
+        seen, drawn, _ = phases[1].targets
+        assert seen.exact and not drawn.exact
+        assert torch.equal(seen.beta[0] > 0, drawn.beta[1] == 0)  # each pixel either set or drawn
+        assert float(drawn.beta[0].sum()) == 0.0 and float(drawn.beta[1].sum()) > 0

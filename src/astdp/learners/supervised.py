@@ -1,24 +1,50 @@
 """Algorithm 2: ``free_steps`` with only the inputs targeted, then the outputs join them.
 
 ``steps`` is the total (the paper: 80 free + 160 clamped = 240). Learning is on in both phases.
+
+``cover`` (optional, for conditional generation, §3.1.2): in each batch a random fraction ``cover``
+of every sample's pixels is left free in both networks in the free phase and, in the clamped
+phase, takes the labels' part (free in net_s, pulled to the pixel in net_l with the output
+nudging). With inputs set exactly the blocks *into* the input layer never learn (``dz = 0``
+there); with a cover they learn to draw the covered pixels from the hidden layer, labels clamped,
+which is what generation needs.
 """
 
 from __future__ import annotations
 
-from astdp.core.engine import Phase
+import torch
+
+from astdp.core.engine import Phase, Target, beta_tensor
 from astdp.learners.base import Learner
 
 
 class Supervised(Learner):
     name = "supervised"
 
-    def __init__(self, *args, free_steps: int = 80, **kwargs) -> None:
+    def __init__(self, *args, free_steps: int = 80, cover: float = 0.0, generator: torch.Generator | None = None,
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if not 0 <= free_steps <= self.steps:
             raise ValueError(f"learner.free_steps must lie in [0, learner.steps={self.steps}], got {free_steps}")
-        self.free_steps = int(free_steps)
+        if not 0.0 <= cover < 1.0:
+            raise ValueError(f"learner.cover must lie in [0, 1), got {cover}")
+        self.free_steps, self.cover, self.generator = int(free_steps), float(cover), generator
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()} if self.generator is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.generator is not None and "generator" in state:
+            self.generator.set_state(state["generator"])
 
     def phases(self, x, y):
         inp = self.input_target(x)
+        label = self.label_target(y, x)
+        if self.cover > 0:
+            covered = (torch.rand(x.shape, generator=self.generator) < self.cover).to(x.device, x.dtype)  # (B, n_in)
+            seen = Target(inp.layer, inp.value, inp.beta * (1.0 - covered), inp.exact)
+            drawn = Target(inp.layer, inp.value, beta_tensor(self.dynamics.output_beta, x) * covered)
+            out = [Phase(self.free_steps, [seen])] if self.free_steps else []
+            return out + [Phase(self.steps - self.free_steps, [seen, drawn, label])]
         out = [Phase(self.free_steps, [inp])] if self.free_steps else []
-        return out + [Phase(self.steps - self.free_steps, [inp, self.label_target(y, x)])]
+        return out + [Phase(self.steps - self.free_steps, [inp, label])]
