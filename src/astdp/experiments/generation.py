@@ -30,3 +30,61 @@ def grid(system: System, n: int = 8, steps: int = 160, image_size: int | None = 
     x, _ = images(system, n, steps, init_scale, n_labels, fake, seed)
     img = (x * 255).round().to(torch.uint8)
     return img.view(n_labels, n, side, side).permute(0, 2, 1, 3).reshape(n_labels * side, n * side)
+
+
+def classifier(x: torch.Tensor, y: torch.Tensor, hidden: list[int], n_classes: int, epochs: int = 2, seed: int = 0,
+               batch: int = 128):
+    """The backprop cross-entropy baseline (``baselines.bp``, same hidden sizes, Adam 1e-3) trained on (x, y)."""
+    from astdp.baselines import bp
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.inference_mode(False), torch.enable_grad():  # also when called from a test loop
+        torch.manual_seed(seed)
+        model = bp.MLP([x.shape[1], *hidden, n_classes], "relu")
+        opt = bp.make_optimizer("adam", model.parameters(), 1e-3)
+        for _ in range(epochs):
+            order = torch.randperm(len(y), generator=gen)
+            for i in range(0, len(y), batch):
+                idx = order[i : i + batch]
+                bp.train_step(model, opt, "bp_ce", x[idx].clone(), y[idx].clone())
+    return model.eval()
+
+
+def judge(system: System, x: torch.Tensor, y: torch.Tensor, n: int = 8, steps: int = 160, init_scale: float = 1.0,
+          seed: int = 0, epochs: int = 2, held_out: int = 2000) -> dict:
+    """How readable the generated digits are: the fraction a backprop classifier, trained on (x, y)
+    except the last ``held_out`` samples, assigns to the clamped label (chance: 1 / n_labels).
+
+    Returns ``generation/classified_as_label``, the same per label, and the classifier's accuracy
+    on the held-out samples (``generation/judge_acc``), so that a weak judge is visible.
+    """
+    n_labels = system.topology.sizes[-1]
+    held_out = min(held_out, len(y) // 5)
+    clf = classifier(x[:-held_out], y[:-held_out], list(system.topology.sizes[1:-1]), n_labels, epochs, seed)
+    with torch.no_grad():
+        judge_acc = float((clf(x[-held_out:]).argmax(1) == y[-held_out:]).float().mean())
+        imgs, labels = images(system, n, steps, init_scale, n_labels, seed=seed)
+        hit = (clf(imgs).argmax(1) == labels).float()
+    out = {"generation/classified_as_label": float(hit.mean()), "generation/judge_acc": judge_acc}
+    out.update({f"generation/classified_as_label_{i}": float(h.mean()) for i, h in enumerate(hit.view(n_labels, n))})
+    return out
+
+
+def figure(img: torch.Tensor, n_labels: int, path, title: str = "") -> None:
+    """The grid as a labelled figure (one row per clamped label), about 4x the grid's pixel size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h, w = img.shape
+    fig, ax = plt.subplots(figsize=(w / 28 * 1.0 + 1.0, h / 28 * 1.0 + 0.8), dpi=120)
+    ax.imshow(img.numpy(), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_yticks([(i + 0.5) * h / n_labels for i in range(n_labels)], [str(i) for i in range(n_labels)])
+    ax.set_xticks([])
+    ax.set_ylabel("clamped label")
+    ax.set_xlabel("samples (fresh random states)")
+    ax.set_title(title or "conditional generation: label clamped, image free")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -83,9 +83,9 @@ def build_callbacks(cfg: DictConfig) -> list:
         raise ConfigError(str(e.__cause__ or e).splitlines()[-1]) from e
 
 
-def build_trainer(cfg: DictConfig, logger, with_callbacks: bool = True, **overrides):
+def build_trainer(cfg: DictConfig, logger, with_callbacks: bool = True, extra_callbacks=(), **overrides):
     """Every checkpoint is written atomically (:class:`~astdp.lit.checkpoints.AtomicCheckpointIO`)."""
-    callbacks = build_callbacks(cfg) if with_callbacks else []
+    callbacks = (build_callbacks(cfg) if with_callbacks else []) + list(extra_callbacks)
     overrides.setdefault("plugins", [AtomicCheckpointIO()])
     return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, **overrides)
 

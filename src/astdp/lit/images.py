@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
+from pytorch_lightning import Callback
+
 from astdp.system import System
 
 
@@ -43,15 +45,36 @@ def save_png(arr: np.ndarray, path: str | Path) -> None:
     Image.fromarray(arr).save(path)
 
 
-def generation_figure(system: System, params: dict, seed: int, out_dir: str | Path, logger=None) -> Path:
-    """Figure 2 after training (the ``generation:`` key of an experiment): a uint8 grid, labels x samples."""
-    from astdp.experiments.generation import grid as generation_grid
+class GenerationFigure(Callback):
+    """Figure 2 after testing (the ``generation:`` key of a run): the grid of generated digits, one
+    labelled row per label, as ``generated.png`` in the run folder (and to the logger), and, with
+    ``judge: true``, how many of them a backprop classifier trained on the run's training set
+    reads as the clamped label (:func:`astdp.experiments.generation.judge`). Runs once per trainer;
+    its metrics are in :attr:`metrics`."""
 
-    arr = generation_grid(system, n=int(params.get("samples_per_label", 8)), steps=int(params.get("steps", 160)),
-                          init_scale=float(params.get("init_scale", 1.0)), seed=seed)
-    arr = arr.numpy() if hasattr(arr, "numpy") else np.asarray(arr)
-    path = Path(out_dir) / "generated.png"
-    save_png(arr, path)
-    if logger is not None and hasattr(logger, "log_image"):
-        logger.log_image(key="test/generated", images=[arr])
-    return path
+    def __init__(self, params: dict, seed: int, out_dir: str | Path) -> None:
+        self.params, self.seed, self.out_dir = dict(params), int(seed), Path(out_dir)
+        self.metrics: dict = {}
+        self.path: Path | None = None
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        if self.path is not None or not trainer.is_global_zero or not hasattr(pl_module, "system"):
+            return
+        from astdp.experiments import generation
+
+        system, p = pl_module.system, self.params
+        n, steps, init = int(p.get("samples_per_label", 8)), int(p.get("steps", 160)), float(p.get("init_scale", 1.0))
+        img = generation.grid(system, n=n, steps=steps, init_scale=init, seed=self.seed)
+        title = ""
+        dm = trainer.datamodule
+        if p.get("judge", True) and dm is not None and getattr(dm, "train_set", None) is not None:
+            x, y = dm.train_set.tensors
+            self.metrics = generation.judge(system, x, y, n, steps, init, self.seed, int(p.get("judge_epochs", 2)))
+            title = (f"generated digits: {self.metrics['generation/classified_as_label']:.0%} read as the clamped "
+                     f"label (judge: {self.metrics['generation/judge_acc']:.1%} on held-out digits)")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.out_dir / "generated.png"
+        generation.figure(img, system.topology.sizes[-1], self.path, title)
+        log_image = getattr(trainer.logger, "log_image", None)
+        if log_image is not None:
+            log_image(key="test/generated", images=[img.numpy()])

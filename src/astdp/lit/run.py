@@ -150,13 +150,14 @@ def train(cfg: DictConfig) -> dict:
     try:
         if logger:
             logger.log_hyperparams({**plain(cfg), M.DATA_SOURCE: dm.source})
-        trainer = build_trainer(cfg, logger)
+        figure = images.GenerationFigure(plain(cfg.generation), int(cfg.seed), cfg.output_dir) \
+            if cfg.get("generation") else None
+        trainer = build_trainer(cfg, logger, extra_callbacks=[figure] if figure else [])
         trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
         fit_metrics = dict(trainer.callback_metrics)
         trainer.test(module, datamodule=dm, verbose=False)
-        if cfg.get("generation") and hasattr(module, "system"):
-            images.generation_figure(module.system, plain(cfg.generation), int(cfg.seed), cfg.output_dir, logger or None)
         metrics = _final(trainer, module, dm, start, fit_metrics)
+        metrics.update(figure.metrics if figure else {})
     finally:
         finish_logger()
     return _write(metrics, cfg.output_dir)
@@ -209,7 +210,10 @@ def evaluate(cfg: DictConfig) -> dict:
     logger = build_logger(run)
     metrics: dict = {"ckpt_path": str(ckpt)}
     try:
-        trainer = build_trainer(run, logger, with_callbacks=False, enable_checkpointing=False)
+        figure = images.GenerationFigure(plain(cfg.generation), int(run.seed), cfg.output_dir) \
+            if cfg.get("generation") else None
+        trainer = build_trainer(run, logger, with_callbacks=False, enable_checkpointing=False,
+                                extra_callbacks=[figure] if figure else [])
         default = getattr(module, "test_steps", None)
         for b in budgets:
             if default is not None:
@@ -219,8 +223,7 @@ def evaluate(cfg: DictConfig) -> dict:
             if len(budgets) > 1:
                 metrics.update({f"{k}@{b}": v for k, v in res.items()})
             metrics.update(res)
-        if cfg.get("generation") and hasattr(module, "system"):
-            images.generation_figure(module.system, plain(cfg.generation), int(run.seed), cfg.output_dir, logger or None)
+        metrics.update(figure.metrics if figure else {})
         metrics.update({M.DATA_SOURCE: dm.source, M.TRAIN_SAMPLES: int(module.samples_seen),
                         M.WALL: time.perf_counter() - start})
     finally:
