@@ -173,13 +173,13 @@ def test_weight_decay_shrinks_learning_weights_once_per_call():
 def test_clamped_input_blocks_deferred_equal_per_step_updates(case):
     """With inputs set exactly, the blocks from them run once per phase (drive ``z_in W^T`` kept up to
     date through ``z_in z_in^T``, updates summed and applied at the phase end); the states and
-    weights equal those of per-step GEMMs and updates (forced here by a no-op reduce hook)."""
+    weights equal those of per-step GEMMs and updates (``defer_clamped=False``)."""
     hidden = (6, 5) if case == "deep" else (6,)
     results = []
-    for hook in (None, lambda deltas: None):
+    for defer in (True, False):
         topo, net, _, relax, state, _, phases = _net(alpha=0.0 if case == "inference" else 0.05, hidden=hidden,
                                                      fake=True, seed=3)
-        relax.reduce_hook = hook
+        relax.defer_clamped = defer
         if case == "scaled":
             relax.plast.layer_alpha = (1.0, 2.0, 1.0)
             relax.plast.block_alpha = {"1_from_0": 0.5}

@@ -205,6 +205,7 @@ class Relaxer:
         self.fake = fake
         self.generator = generator
         self.reduce_hook = reduce_hook
+        self.defer_clamped = True  # blocks from exactly clamped inputs once per phase (False: every step)
         self._workspaces: dict[tuple, _Workspace] = {}
 
     @torch.no_grad()
@@ -350,7 +351,7 @@ class Relaxer:
         arithmetic. Off with a reduce hook (data-parallel updates are reduced per step) and with
         derivative smoothing.
         """
-        if not ws.lo or self.reduce_hook is not None or (alpha > 0 and self.plast.smoothing > 0):
+        if not (ws.lo and self.defer_clamped) or self.reduce_hook is not None or (alpha > 0 and self.plast.smoothing > 0):
             return
         net, t = self.net, self.net.topology
         fixed: dict[int, torch.Tensor] = {}
