@@ -19,7 +19,7 @@ EXPECTED = {
     "learner": ["bp_ce", "bp_mse", "generation", "self_supervised", "supervised", "unsupervised"],
     "depth": ["h500x3", "h512", "h512x2", "h512x3", "toy16", "toy8"],
     "logger": ["csv", "none", "wandb"],
-    "trainer": ["cpu", "gpu"],
+    "trainer": ["cpu", "ddp", "gpu"],
     "hparams_search": ["optuna"],
 }
 

@@ -33,10 +33,17 @@ class ResumableSampler(Sampler[int]):
     the order never depends on the global RNG or on what ran before; ``ordered`` data keep their
     order. :meth:`resume_at` makes the next pass start ``start`` samples into epoch ``epoch``, which
     is how a run stopped inside an epoch continues with the very next batch.
+
+    Several processes (``world > 1``): the same order everywhere, process ``rank`` taking every
+    ``world``-th sample of it from position ``rank``, so that the processes' batches together are
+    the batch of one process with ``world`` times the batch size. The last ``(n - start) % world``
+    samples of an epoch are left out, so that every process has as many batches (their updates are
+    summed at every step).
     """
 
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True) -> None:
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1) -> None:
         self.n, self.seed, self.shuffle = int(n), int(seed), bool(shuffle)
+        self.rank, self.world = int(rank), int(world)
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -57,10 +64,14 @@ class ResumableSampler(Sampler[int]):
 
     def __iter__(self):
         start, self.start = self.start, 0
-        yield from self.order(self.epoch)[start:].tolist()
+        order = self.order(self.epoch)[start:]
+        if self.world > 1:
+            order = order[self.rank : len(order) - len(order) % self.world : self.world]
+        yield from order.tolist()
 
     def __len__(self) -> int:
-        return self.n  # the epoch's length, also when resuming inside it (the trainer counts from its position)
+        # the epoch's length, also when resuming inside it (the trainer counts from its position)
+        return self.n // self.world
 
 
 class AstdpDataModule(LightningDataModule):
@@ -146,11 +157,20 @@ class AstdpDataModule(LightningDataModule):
         return f"data: {self.name}, source={self.source}{full}: {sizes}"
 
     def _loader(self, ds, shuffle: bool = False, sampler: Sampler | None = None) -> DataLoader:
+        rank, world = self._ranks()
+        if sampler is None and world > 1:  # validation, test: every world-th sample, none twice
+            sampler = list(range(rank, len(ds), world))
         return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
+    def _ranks(self) -> tuple[int, int]:
+        """(this process's rank, the number of processes) when several train together, else (0, 1)."""
+        trainer = getattr(self, "trainer", None)
+        return (int(trainer.global_rank), int(trainer.world_size)) if trainer is not None else (0, 1)
+
     def train_dataloader(self) -> DataLoader:
-        self.train_sampler = ResumableSampler(len(self.train_set), self.order_seed, shuffle=self.name not in ORDERED)
+        self.train_sampler = ResumableSampler(len(self.train_set), self.order_seed, self.name not in ORDERED,
+                                              *self._ranks())
         if self._resume is not None:
             self.train_sampler.resume_at(*self._resume)
             self._resume = None
@@ -166,7 +186,8 @@ class AstdpDataModule(LightningDataModule):
         if trainer is None or self.train_sampler is None:
             return {}
         done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"epoch": int(trainer.current_epoch), "samples_done": min(done * self.batch_size, self.train_sampler.n),
+        done *= self.batch_size * trainer.world_size  # each process trains on its own batch_size samples
+        return {"epoch": int(trainer.current_epoch), "samples_done": min(done, self.train_sampler.n),
                 "order_seed": self.order_seed}
 
     def load_state_dict(self, state: dict) -> None:

@@ -123,6 +123,12 @@ def validate(cfg: Mapping[str, Any]) -> None:
                  f"trainer.{key} must be an integer >= 1 or -1 (no limit), got {v!r}")
     if trainer.get("max_epochs") == -1 and trainer.get("max_steps") in (None, -1) and "max_time" not in trainer:
         raise ConfigError("trainer.max_epochs=-1 needs a budget: set trainer.max_steps or +trainer.max_time")
+    strategy = trainer.get("strategy")
+    if isinstance(strategy, Mapping) and "sync" in strategy:
+        from astdp.lit.ddp import SYNC_MODES
+
+        need(strategy["sync"] in SYNC_MODES,
+             f"trainer.strategy.sync must be one of {list(SYNC_MODES)}, got {strategy['sync']!r}")
     for group in ("learner", "model", "data", "depth"):
         unknown_keys(group, cfg.get(group) or {})
     need(cfg["data"]["name"] != "stdp_pair",

