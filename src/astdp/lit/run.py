@@ -22,7 +22,7 @@ from astdp.lit.build import (build_callbacks, build_datamodule, build_logger, bu
 from astdp.lit.checkpoints import (ARCHITECTURE_KEYS, CheckpointError, Interrupted, check_compatible, check_writable,
                                   read_checkpoint)
 from astdp.lit.config import ConfigError, validate, validate_eval
-from astdp.lit.ddp import is_rank_zero
+from astdp.lit.ddp import is_rank_zero, run_scope
 from astdp.lit.module import DivergenceError
 
 log = logging.getLogger(__name__)
@@ -155,6 +155,11 @@ def train(cfg: DictConfig) -> dict:
     module, dm = _setup(cfg, ckpt, before_data)
     del ckpt
     logger = build_logger(cfg)
+    with run_scope():
+        return _fit_and_test(cfg, module, dm, logger, start)
+
+
+def _fit_and_test(cfg: DictConfig, module, dm, logger, start: float) -> dict:
     try:
         if logger:
             logger.log_hyperparams({**plain(cfg), M.DATA_SOURCE: dm.source})
