@@ -3,6 +3,8 @@ equal one process trained on the combined batch; one metrics.json, written by ra
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from omegaconf import open_dict
@@ -61,3 +63,15 @@ def test_ddp_trainer_builds_without_wrapping_astdp(compose_cfg):
     assert isinstance(strategy, AstdpDDPStrategy) and strategy.sync == "step" and strategy.num_processes == 3
     module = build_module(cfg)
     assert strategy._setup_model(module) is module  # no parameter needs a gradient: nothing for DDP to wrap
+
+
+@pytest.mark.bench
+def test_scaling_benchmark_reports_both_process_counts(capsys):
+    from benchmarks import scaling
+
+    out = scaling.main(["--batches", "1", "--steps", "6", "--hidden", "16", "--batch", "8", "--port", "29611"])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == out
+    assert out["p1_speedup"] == 1.0 and out["p1_samples_per_s"] > 0 and out["p2_samples_per_s"] > 0
+    assert 0.0 < out["p2_allreduce_share"] < 1.0
+    n_floats = 2 * (784 * 16 + 16 * 10) + (784 + 16 + 10)  # both directions of every block, every bias
+    assert out["p2_bytes_per_step"] == 4 * n_floats

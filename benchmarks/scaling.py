@@ -1,0 +1,136 @@
+"""Data-parallel scaling of aSTDP training (``sync=step``) on this machine's CPUs.
+
+    python -m benchmarks.scaling                       # 784-512-10, 64 samples per process, 60 steps per batch
+    python -m benchmarks.scaling --batch 128 --batches 4 --processes 1 2
+
+Each process trains the default model (``model=astdp``, supervised, the MNIST schedule's steps per
+batch) on ``--batch`` random inputs per batch, one thread per process, and sums every relaxation
+step's weight and bias updates over the processes with one ``all_reduce`` (gloo), as
+``trainer=ddp`` does (:class:`astdp.lit.ddp.AllReduceSum`), without Lightning around it. Printed
+per process count N:
+
+- ``samples_per_s``: N x batch x batches / the slowest process's wall time (after one warm-up batch);
+- ``allreduce_share``: the share of that time spent in the hook (packing, all_reduce, unpacking);
+- ``bytes_per_step``: the payload one process contributes per step (all weights and biases, float32);
+  a ring all_reduce sends ``2 (N - 1) / N`` times that per process;
+- ``speedup``: samples/s over the one-process figure (the same batch per process: weak scaling).
+
+With a reduce hook the relaxation applies every block's update at every step; one process normally
+runs the blocks from exactly clamped inputs once per phase instead (``Relaxer.defer_clamped``), so
+the one-process figure of that per-step path (``p1_per_step_path_*``) is printed too: it separates
+what the processes lose to that path from what they lose to the messages.
+
+Other processes on the machine slow every figure alike only if they leave a core per process;
+``cores`` and the load average at the start are printed with the figures. The last line printed is
+one JSON object with all figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+
+def build(batch: int, hidden: list[int], steps: int | None):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from astdp.factory import build_system
+
+    conf = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+    with initialize_config_dir(config_dir=conf, version_base="1.3"):
+        overrides = ["logger=none", "output_dir=.", f"depth.hidden=[{','.join(map(str, hidden))}]"]
+        if steps:
+            overrides += [f"learner.steps={steps}", f"learner.free_steps={max(1, steps // 3)}"]
+        cfg = OmegaConf.to_container(compose("train", overrides=overrides), resolve=True)
+    system = build_system(cfg["model"], cfg["learner"], cfg["depth"], 784, 10, batch, seed=0)
+    system.relaxer.plast.total_batches = 10**6
+    return system, int(cfg["learner"]["steps"])
+
+
+def worker(rank: int, world: int, port: int, args, results, defer: bool = True) -> None:
+    torch.set_num_threads(1)
+    if world > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+    from astdp.lit.ddp import AllReduceSum
+
+    system, steps = build(args.batch, args.hidden, args.steps)
+    hook = AllReduceSum() if world > 1 else None
+    system.relaxer.reduce_hook = hook
+    system.relaxer.defer_clamped = defer
+    gen = torch.Generator().manual_seed(rank)
+    data = [(torch.rand(args.batch, 784, generator=gen), torch.randint(0, 10, (args.batch,), generator=gen))
+            for _ in range(args.batches + 1)]
+    system.train_batch(*data[0])  # warm-up
+    if hook is not None:
+        hook.calls, hook.bytes, hook.seconds = 0, 0, 0.0
+        dist.barrier()
+    start = time.perf_counter()
+    for k, (x, y) in enumerate(data[1:]):
+        system.relaxer.plast.batch = k
+        system.train_batch(x, y)
+    if hook is not None:
+        dist.barrier()
+    wall = time.perf_counter() - start
+    results.put({"rank": rank, "wall": wall, "steps": steps, "calls": hook.calls if hook else 0,
+                 "bytes": hook.bytes if hook else 0, "allreduce_s": hook.seconds if hook else 0.0})
+    if world > 1:
+        dist.destroy_process_group()
+
+
+def measure(world: int, args, port: int, defer: bool = True) -> dict:
+    ctx = mp.get_context("spawn")
+    results = ctx.SimpleQueue()
+    mp.start_processes(worker, args=(world, port, args, results, defer), nprocs=world, start_method="spawn")
+    rows = [results.get() for _ in range(world)]
+    wall = max(r["wall"] for r in rows)
+    steps = rows[0]["steps"] * args.batches
+    out = {"processes": world, "batch_per_process": args.batch, "samples_per_s": world * args.batch * args.batches / wall,
+           "s_per_step": wall / steps}
+    if world > 1:
+        out["allreduce_share"] = max(r["allreduce_s"] for r in rows) / wall
+        out["bytes_per_step"] = rows[0]["bytes"] // max(1, rows[0]["calls"])
+        out["allreduce_ms_per_step"] = 1e3 * max(r["allreduce_s"] for r in rows) / steps
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--batch", type=int, default=64, help="samples per process and batch")
+    p.add_argument("--batches", type=int, default=3, help="timed batches (after one warm-up)")
+    p.add_argument("--hidden", type=int, nargs="+", default=[512])
+    p.add_argument("--steps", type=int, default=None, help="relaxation steps per batch (default: the MNIST schedule's)")
+    p.add_argument("--port", type=int, default=29517)
+    args = p.parse_args(argv)
+    path = measure(1, args, args.port - 1, defer=False)
+    print(f"1 process, {args.batch} samples, every block updated at every step (the path a reduce hook "
+          f"takes): {path['samples_per_s']:.1f} samples/s, {1e3 * path['s_per_step']:.2f} ms/step", flush=True)
+    figures = {"cores": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "net": f"784-{'-'.join(map(str, args.hidden))}-10"}
+    base = None
+    for k, world in enumerate(args.processes):
+        row = measure(world, args, args.port + k)
+        base = base or (row["samples_per_s"] if world == 1 else None)
+        if base:
+            row["speedup"] = row["samples_per_s"] / base
+        print(f"{world} process(es), {args.batch} samples each: {row['samples_per_s']:.1f} samples/s, "
+              f"{1e3 * row['s_per_step']:.2f} ms/step"
+              + (f", all_reduce {100 * row['allreduce_share']:.1f} % of the time "
+                 f"({row['allreduce_ms_per_step']:.2f} ms/step), {row['bytes_per_step']} bytes/step"
+                 if world > 1 else "")
+              + (f", speedup {row['speedup']:.2f}" if "speedup" in row else ""), flush=True)
+        figures.update({f"p{world}_{key}": value for key, value in row.items() if key != "processes"})
+    figures.update({f"p1_per_step_path_{key}": value for key, value in path.items() if key != "processes"})
+    print(json.dumps(figures), flush=True)
+    return figures
+
+
+if __name__ == "__main__":
+    main()
