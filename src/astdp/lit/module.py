@@ -27,7 +27,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from astdp.factory import build_system
 from astdp.lit import images
 from astdp.lit.checkpoints import upgrade_state_dict
-from astdp.lit.ddp import AllReduceSum, is_rank_zero, weight_spread, world_size
+from astdp.lit.ddp import AllReduceSum, PeriodicSum, is_rank_zero, weight_spread, world_size
 from astdp.lit import metrics as M
 
 
@@ -72,6 +72,7 @@ class AstdpLitModule(LightningModule):
         self.val_acc_best = MaxMetric()
         self.val_tally, self.test_tally = M.InferTally(), M.InferTally()
         self.run_config: dict | None = None  # the resolved run config, stored in checkpoints
+        self.periodic: PeriodicSum | None = None  # sync=periodic: the weights at the last synchronisation
         self.weight_spread: float | None = None  # several processes: max |W - W on rank 0| after training
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
@@ -98,6 +99,8 @@ class AstdpLitModule(LightningModule):
                        M.TRAIN_SAMPLES: self.samples_seen.float()}, batch_size=x.shape[0])
 
     def on_train_start(self) -> None:
+        if world_size() > 1 and getattr(self.trainer.strategy, "sync", "step") == "periodic":
+            self.periodic = PeriodicSum(list(self.system.parameters()))  # on the device, after a resume
         if self.global_rank > 0:  # every process draws its own fake targets (rank 0's are restored on resume)
             self.system.relaxer.generator.manual_seed(hash((self.seed, self.global_rank, self.global_step)) % 2**62)
         plast = self.system.relaxer.plast
@@ -105,7 +108,14 @@ class AstdpLitModule(LightningModule):
             total = self.trainer.estimated_stepping_batches
             plast.total_batches = int(total) if total != float("inf") else None
 
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.periodic is not None and (self.global_step % self.trainer.strategy.sync_every == 0
+                                          or self.trainer.is_last_batch):
+            self.periodic.sync()
+
     def on_train_end(self) -> None:
+        if self.periodic is not None:
+            self.periodic.sync()
         if world_size() > 1:
             self.weight_spread = weight_spread(list(self.system.parameters()))
 
@@ -160,9 +170,11 @@ class AstdpLitModule(LightningModule):
 
     # -- hooks ----------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        """Data parallel (several processes): every step's aSTDP updates are summed over the processes."""
+        """Data parallel (several processes): the aSTDP updates are summed over the processes, at
+        every relaxation step (``sync=step``) or every ``sync_every`` batches (``sync=periodic``)."""
         if stage == "fit" and world_size() > 1:
-            self.system.relaxer.reduce_hook = AllReduceSum()
+            if getattr(self.trainer.strategy, "sync", "step") != "periodic":
+                self.system.relaxer.reduce_hook = AllReduceSum()
 
     def _log_image(self, key: str, arr) -> None:
         if not is_rank_zero():
