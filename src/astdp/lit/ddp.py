@@ -1,13 +1,15 @@
 """Data-parallel training over processes (Lightning DDP): ``trainer=ddp trainer.devices=N``.
 
-Each process trains on its own ``data.batch_size`` samples per batch (Lightning's distributed
-sampler splits the training order) with its own persistent state slots. aSTDP changes the weights
+Each process trains on its own ``data.batch_size`` samples per batch (the data module gives it
+every N-th sample of the one-process training order) with its own persistent state slots. aSTDP changes the weights
 inside the relaxation, at every step, with no autograd, so nothing for DDP's gradient hooks to do:
 the weights stay identical on every process because every step's updates are summed over the
 processes before they are applied (``sync=step``, :class:`AllReduceSum` as the relaxer's
 ``reduce_hook``). With ``model.reduction=sum`` that sum is the update of one process trained on the
-combined batch (N x ``data.batch_size`` samples), step for step. The backprop baselines, whose
-parameters need gradients, are wrapped in plain DDP.
+combined batch (N x ``data.batch_size`` samples), step for step. ``sync=periodic``
+(:class:`PeriodicSum`) lets each process learn on its own and sums the changes every
+``sync_every`` batches. The backprop baselines, whose parameters need gradients, are wrapped in
+plain DDP.
 
 Hydra: Lightning starts the processes of ranks >= 1 by running the script again. With the
 command line of a multirun (``-m ...``) that would run the whole sweep again in every such
