@@ -77,3 +77,27 @@ def test_scaling_benchmark_reports_both_process_counts(capsys):
     assert 0.0 < out["p2_allreduce_share"] < 1.0
     n_floats = 2 * (784 * 16 + 16 * 10) + (784 + 16 + 10)  # both directions of every block, every bias
     assert out["p2_bytes_per_step"] == 4 * n_floats
+
+
+def test_slurm_job_of_a_ddp_run_renders_without_a_cluster(compose_cfg, tmp_path):
+    """hydra/launcher=submitit_slurm with one task per process: the sbatch script asks for as many
+    nodes and tasks per node as the trainer has nodes and devices (Lightning then reads its ranks
+    from SLURM and starts no processes of its own)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    from astdp.lit.build import build_trainer
+
+    cfg = compose_cfg(["hydra/launcher=submitit_slurm", "hydra.launcher.partition=p", "hydra.launcher.nodes=2",
+                       "hydra.launcher.tasks_per_node=4", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2",
+                       "logger=none", f"output_dir={tmp_path}"], hydra=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    script = _make_sbatch_string(command="python -u -m submitit.core._submit job", folder=str(tmp_path),
+                                 partition=launcher.partition, nodes=launcher.nodes, time=launcher.timeout_min,
+                                 ntasks_per_node=launcher.tasks_per_node)
+    assert f"#SBATCH --nodes={cfg.trainer.num_nodes}\n" in script
+    assert f"#SBATCH --ntasks-per-node={cfg.trainer.devices}\n" in script and "\nsrun " in script
+    with open_dict(cfg):
+        del cfg["hydra"]
+    strategy = build_trainer(cfg, logger=False).strategy
+    assert (strategy.num_nodes, strategy.num_processes, strategy.sync) == (2, 4, "step")
