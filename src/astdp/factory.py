@@ -28,23 +28,27 @@ def dataclass_keys(cls) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
-def init_keys(cls) -> tuple[str, ...]:
-    """The config keys a class takes: the named parameters of every ``__init__`` along its MRO."""
-    keys: list[str] = []
+def _init_params(cls) -> list[str]:
+    """The named parameters of every ``__init__`` along the MRO of ``cls``, first seen first."""
+    names: list[str] = []
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None or klass is object:
             continue
         for p in inspect.signature(init).parameters.values():
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in HARNESS_SUPPLIED + tuple(keys):
-                keys.append(p.name)
-    return tuple(keys)
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in names:
+                names.append(p.name)
+    return names
+
+
+def init_keys(cls) -> tuple[str, ...]:
+    """The config keys a class takes: its ``__init__`` parameters that the harness does not supply."""
+    return tuple(k for k in _init_params(cls) if k not in HARNESS_SUPPLIED)
 
 
 def takes(cls, key: str) -> bool:
     """Whether some ``__init__`` along the MRO of ``cls`` has a parameter ``key``."""
-    return any(key in inspect.signature(k.__dict__["__init__"]).parameters
-               for k in cls.__mro__ if "__init__" in k.__dict__ and k is not object)
+    return key in _init_params(cls)
 
 
 def _pick(cfg: Mapping[str, Any], keys) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from astdp.core.dynamics import Dynamics
-from astdp.core.engine import FakeTargets, Phase, Relaxer, RunStats, Target
+from astdp.core.engine import FakeTargets, Phase, Relaxer, RunStats
 from astdp.core.network import Network, Topology
 from astdp.core.plasticity import Plasticity
 from astdp.core.state import State
@@ -154,24 +154,14 @@ class System(nn.Module):
         like = torch.zeros(len(y), t.sizes[0], dtype=w.dtype, device=w.device)
         phase = Phase(steps, [self.learner.label_target(y.to(w.device), like)], learn=False)
         self.relaxer.run(state, [phase], alpha=0.0, fake_on=fake)
-        lo, hi = self.learner.input_range
-        s = state.s[1, :, t.slice(t.input_layer)]
-        return ((s - lo) / (hi - lo) if hi != lo else s).clamp(0.0, 1.0)
+        return self.input_pixels(state, network=1).clamp(0.0, 1.0)
 
-    @torch.no_grad()
-    def inpaint(self, x: torch.Tensor, covered: torch.Tensor, steps: int = 160) -> torch.Tensor:
-        """Inpainting (the self-supervised task, §2.3.3): pixels under ``covered`` (B, n_in, bool) are
-        left free, the others set or nudged as in testing, labels free, no learning, from fresh
-        states. Returns net_l's input layer in pixel units (B, n_in), clipped to [0, 1]."""
-        w, t = self.net.weights[0], self.topology
-        inp = self.learner.input_target(x.to(w.device))
-        seen = Target(inp.layer, inp.value, inp.beta * (~covered).to(w.device, w.dtype), inp.exact)
-        state = State.init(t.n, len(x), self.dynamics.init_scale, generator=self.generator, dtype=w.dtype,
-                           device=w.device)
-        self.relaxer.run(state, [Phase(steps, [seen], learn=False)], alpha=0.0, fake_on=self.infer_fake)
-        lo, hi = self.learner.input_range
-        s = state.s[1, :, t.slice(t.input_layer)]
-        return ((s - lo) / (hi - lo) if hi != lo else s).clamp(0.0, 1.0)
+    def input_pixels(self, state: State, network: int | None = None) -> torch.Tensor:
+        """Input-layer states of one network (default: the readout) back in pixel units (B, n_in):
+        the inverse of the learner's pixel -> target map."""
+        t, (lo, hi) = self.topology, self.learner.input_range
+        s = state.s[self.readout if network is None else network, :, t.slice(t.input_layer)]
+        return (s - lo) / (hi - lo) if hi != lo else s
 
     @torch.no_grad()
     def visible_cost(self, x: torch.Tensor, y: torch.Tensor | None, network: int = 0) -> torch.Tensor:

@@ -124,18 +124,3 @@ def test_covered_pixels_let_the_blocks_into_the_input_layer_learn(cover):
         assert seen.exact and not drawn.exact
         assert torch.equal(seen.beta[0] > 0, drawn.beta[1] == 0)  # each pixel either set or drawn
         assert float(drawn.beta[0].sum()) == 0.0 and float(drawn.beta[1].sum()) > 0
-
-
-def test_inpainting_fills_only_the_covered_pixels():
-    model = {"activation": "hardsigmoid", "eps": [0.5, 0.5], "bounds": [0.0, 1.0], "input_clamp": "exact",
-             "beta_input": [1.0, 1.0], "beta_output": [0.0, 1.0], "fake_target": {"enabled": False}}
-    learner = {"name": "self_supervised", "alpha": 1e-3, "steps": 6, "free_steps": 3, "square": 2}
-    sysm = build_system(model, learner, {"hidden": [5]}, 16, 3, batch_size=2, seed=0)
-    x = torch.rand(2, 16)
-    covered = torch.zeros(2, 16, dtype=torch.bool)
-    covered[:, :4] = True
-    before = [w.clone() for w in sysm.net.weights]
-    out = sysm.inpaint(x, covered, steps=10)
-    assert torch.allclose(out[~covered], x[~covered])  # the seen pixels stay set
-    assert not torch.allclose(out[covered], x[covered])  # the covered ones come from the net (untrained here)
-    assert all(torch.equal(a, b) for a, b in zip(before, sysm.net.weights))  # no learning

@@ -20,16 +20,9 @@ def grid(x: torch.Tensor, image_size: int, nrow: int = 8) -> np.ndarray:
     return (g.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
-def to_pixels(s: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """States of input neurons back to pixel units (the inverse of the learner's target map)."""
-    return (s - low) / (high - low) if high != low else s
-
-
 def reconstructions(system: System, n: int) -> torch.Tensor:
     """Input-layer states of the readout network in the evaluation state (after an inference)."""
-    t = system.topology
-    s = system.eval_state.s[system.readout, :n, t.slice(t.input_layer)]  # (n, n_in)
-    return to_pixels(s, *system.learner.input_range)
+    return system.input_pixels(system.eval_state.slots(n))
 
 
 def generate(system: System, n_classes: int, per_class: int = 1) -> torch.Tensor:
