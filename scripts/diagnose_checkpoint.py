@@ -13,6 +13,11 @@ For each checkpoint, on the validation split the run used (``data.val_size`` of 
 - ``|dz| profile``: the mean ``|dz|`` of the hidden layer at each step of ``--batches`` training
   batches, with learning on (a copy of the net learns, as in training) and with the rate set to
   0; printed every ``--every`` steps, with its sum over the free and the clamped phase.
+
+With ``--generation`` (a net trained with ``learner=generation``, or any net, to see why it does not
+draw): the norm and largest entry of each weight block, and, while each label is clamped from
+fresh states ``U(-1, 1)``, the fraction of hidden states at each bound and how much the hidden
+states differ between labels (mean ``|h - mean over labels|``; 0: every label gives the same state).
 """
 
 from __future__ import annotations
@@ -89,6 +94,20 @@ def dz_profile(system, x: torch.Tensor, y: torch.Tensor, alpha: float | None) ->
     return [float(step["dz"][:, hs].abs().mean()) for step in stats.trace]
 
 
+@torch.no_grad()
+def generation_stats(system, steps=(1, 5, 20, 160)) -> None:
+    t = system.topology
+    for k, w in enumerate(system.net.weights):
+        print(f"  block {t.block_name(k):10s} {tuple(w.shape)}  norm {float(w.norm()):7.2f}  max |w| {float(w.abs().max()):.3f}")
+    lo, hi = system.dynamics.bounds or (float("-inf"), float("inf"))
+    for n in steps:
+        y = torch.arange(t.sizes[-1])
+        state = system.generate_state(y, steps=n, init_scale=1.0, generator=torch.Generator().manual_seed(0))
+        h = state.s[1, :, t.hidden_slice]
+        print(f"  generating, step {n:3d}: hidden at lo {float((h <= lo).float().mean()):.3f} / hi "
+              f"{float((h >= hi).float().mean()):.3f}, differ between labels {float((h - h.mean(0)).abs().mean()):.3f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="+")
@@ -97,9 +116,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batches", type=int, default=2, help="training batches for the |dz| profile (0: none)")
     p.add_argument("--every", type=int, default=5, help="print the |dz| profile every this many steps")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--generation", action="store_true", help="only the weight blocks and the hidden states while generating")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     for path in args.checkpoints:
+        if args.generation:
+            print(path)
+            generation_stats(load(path)[0])
+            continue
         rows = {}
         for persistent in (True, False):
             system, cfg = load(path, persistent)

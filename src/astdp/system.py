@@ -97,10 +97,10 @@ class System(nn.Module):
         else:
             self._device_rng = state
 
-    def new_state(self, batch: int | None = None) -> State:
+    def new_state(self, batch: int | None = None, generator: torch.Generator | None = None) -> State:
         w = self.net.weights[0]
         return State.init(self.topology.n, batch or self.batch_size, self.dynamics.init_scale,
-                          generator=self.generator, dtype=w.dtype, device=w.device)
+                          generator=generator or self.generator, dtype=w.dtype, device=w.device)
 
     def _start(self, state: State) -> State:
         """The state a batch starts from: the slots' last state, or a fresh draw if not persistent."""
@@ -142,19 +142,37 @@ class System(nn.Module):
     @torch.no_grad()
     def generate(self, y: torch.Tensor, steps: int = 160, init_scale: float = 1.0,
                  generator: torch.Generator | None = None, fake: bool = False) -> torch.Tensor:
-        """Conditional generation (§2.3.4, §3.1.2): images (n, n_in) in pixel units, clipped to [0, 1].
+        """Conditional generation (§2.3.4, §3.1.2): images (n, n_in) in pixel units, clipped to [0, 1]:
+        net_l's input layer after :meth:`generate_state`, mapped back through the learner's pixel map."""
+        state = self.generate_state(y, steps, init_scale, generator, fake)
+        return self.input_pixels(state, network=1).clamp(0.0, 1.0)
 
-        Fresh states ``U(-init_scale, init_scale)``, the labels ``y`` (n,) targeted as in training,
-        the image free, no learning, ``steps`` steps; the image is net_l's input layer mapped back
-        through the learner's pixel map. The persistent states are left untouched.
-        """
+    @torch.no_grad()
+    def generate_state(self, y: torch.Tensor, steps: int = 160, init_scale: float = 1.0,
+                       generator: torch.Generator | None = None, fake: bool = False) -> State:
+        """Fresh states ``U(-init_scale, init_scale)``, the labels ``y`` (n,) targeted as the learner
+        does in training (set, for ``learner=generation``), the image free, no learning, ``steps``
+        steps. The persistent states are left untouched."""
         w, t = self.net.weights[0], self.topology
         state = State.init(t.n, len(y), init_scale, generator=generator or self.generator, dtype=w.dtype,
                            device=w.device)
         like = torch.zeros(len(y), t.sizes[0], dtype=w.dtype, device=w.device)
         phase = Phase(steps, [self.learner.label_target(y.to(w.device), like)], learn=False)
         self.relaxer.run(state, [phase], alpha=0.0, fake_on=fake)
-        return self.input_pixels(state, network=1).clamp(0.0, 1.0)
+        return state
+
+    @torch.no_grad()
+    def inpaint(self, x: torch.Tensor, covered: torch.Tensor, steps: int | None = None, tol: float = 1e-3,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Inpainting (§3.1.1): the image ``x`` (B, n_in) with the pixels under ``covered`` (B, n_in,
+        bool) left free, from fresh random states (so nothing of the covered pixels leaks in), no
+        learning, until every sample has converged or after ``steps``; returns the readout network's
+        input layer in pixel units (B, n_in), in [0, 1]. The persistent states are left untouched;
+        ``generator`` draws the initial states (default: the System's)."""
+        state = self.new_state(x.shape[0], generator)
+        phases = self.learner.inpaint_phases(x, covered.to(x.dtype), steps)
+        self.relaxer.run(state, phases, alpha=0.0, fake_on=self.infer_fake, track_tol=tol, stop_when_converged=True)
+        return self.input_pixels(state).clamp(0.0, 1.0)
 
     def input_pixels(self, state: State, network: int | None = None) -> torch.Tensor:
         """Input-layer states of one network (default: the readout) back in pixel units (B, n_in):

@@ -106,6 +106,25 @@ def test_update_is_post_change_times_pre_rate():
     assert (after_w - before_w)[2, 0] > 0 and (after_w - before_w)[1, 0] < 0
 
 
+
+def test_weights_from_a_frozen_sender_keep_their_values_and_the_rest_follow_eq15():
+    """``freeze_from(input)`` with a lateral hidden layer: the block into the hidden layer has the
+    input as its first sender, so only its input columns stay; every other entry changes as in
+    the test above."""
+    topo, net, dyn, relax = tiny(hidden=(2,), alpha=0.01)
+    net.freeze_from(topo.input_layer)
+    assert net.frozen_cols and not net.frozen
+    before_w, _ = net.dense()
+    s_s = torch.tensor([[0.2, 0.1, -0.3, 0.4]], dtype=D)
+    s_l = s_s + torch.tensor([[0.05, -0.1, 0.2, 0.0]], dtype=D)
+    state = State(s=torch.stack([s_s, s_l]), v=torch.zeros(2, 1, 4, dtype=D), dzm=torch.zeros(1, 4, dtype=D))
+    relax.run(state, [Phase(1, [])])
+    after_w, _ = net.dense()
+    z_s = torch.sigmoid(4 * s_s)[0]
+    expected = 0.01 * torch.outer(torch.sigmoid(4 * s_l)[0] - z_s, z_s) * topo.connected_mask()
+    expected[topo.hidden_slice, topo.slice(topo.input_layer)] = 0.0
+    torch.testing.assert_close(after_w - before_w, expected, rtol=0, atol=1e-14)
+
 def test_fake_target_fires_with_algorithm1_probability():
     gen = torch.Generator().manual_seed(0)
     dz = torch.tensor([0.01, -0.02, 0.05, 0.5]).repeat(20000, 1)

@@ -124,3 +124,42 @@ def test_covered_pixels_let_the_blocks_into_the_input_layer_learn(cover):
         assert seen.exact and not drawn.exact
         assert torch.equal(seen.beta[0] > 0, drawn.beta[1] == 0)  # each pixel either set or drawn
         assert float(drawn.beta[0].sum()) == 0.0 and float(drawn.beta[1].sum()) > 0
+
+
+EXACT = {"activation": "hardsigmoid", "eps": [0.5, 0.5], "bounds": [0.0, 1.0], "input_clamp": "exact",
+         "beta_output": [0.0, 1.0], "fake_target": {"enabled": False}}
+
+
+def test_inpaint_keeps_the_seen_pixels_and_leaves_the_persistent_states_alone():
+    learner = {"name": "self_supervised", "alpha": 1e-2, "steps": 6, "free_steps": 2, "square": 2, "image_size": 4}
+    sysm = build_system(EXACT, learner, {"hidden": [5], "lateral": False}, 16, 3, batch_size=3, seed=0)
+    x = torch.rand(3, 16, generator=torch.Generator().manual_seed(1))
+    covered = sysm.learner.cover_mask(3, x.device, torch.Generator().manual_seed(2))
+    assert covered.sum(1).tolist() == [4, 4, 4]
+    before = sysm.eval_state.s.clone()
+    draws = [sysm.inpaint(x, covered, steps=8, generator=torch.Generator().manual_seed(3)) for _ in range(2)]
+    assert torch.equal(draws[0], draws[1])  # the same squares and initial states, the same picture
+    assert torch.allclose(draws[0][~covered], x[~covered])
+    assert not torch.allclose(draws[0][covered], x[covered])
+    assert torch.equal(sysm.eval_state.s, before)
+
+
+def test_generation_learner_sets_the_label_and_learns_to_draw_the_image():
+    """§2.3.4, inputs and outputs swapped: the label is set in both networks, the image is free in
+    net_s and pulled in net_l, so the blocks into the input layer learn and those into the label
+    layer do not; after training, each clamped label draws an image nearer its own pattern."""
+    learner = {"name": "generation", "alpha": 2e-2, "steps": 30, "free_steps": 10}
+    sysm = build_system(EXACT, learner, {"hidden": [8], "lateral": False}, 6, 2, batch_size=2, seed=0)
+    t = sysm.topology
+    into_label = [k for k, b in enumerate(t.blocks) if b.post == t.output_layer]
+    into_image = [k for k, b in enumerate(t.blocks) if b.post == t.input_layer]
+    frozen = {k: sysm.net.weights[k].clone() for k in into_label}
+    start = {k: sysm.net.weights[k].clone() for k in into_image}
+    patterns, y = torch.tensor([[1.0, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1]]), torch.tensor([0, 1])
+    for _ in range(150):
+        sysm.train_batch(patterns, y)
+    assert all(torch.equal(w, sysm.net.weights[k]) for k, w in frozen.items())
+    assert all(not torch.equal(w, sysm.net.weights[k]) for k, w in start.items())
+    drawn = sysm.generate(y, steps=60, init_scale=1.0, generator=torch.Generator().manual_seed(0))
+    dist = torch.cdist(drawn, patterns)  # (label drawn, pattern)
+    assert torch.equal(dist.argmin(1), y) and float(dist.diagonal().max()) <= 1.0

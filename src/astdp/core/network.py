@@ -167,6 +167,7 @@ class Network(nn.Module):
         self.biases = nn.ParameterList(nn.Parameter(b, requires_grad=False) for b in biases)  # (n_l,)
         self.frozen: set[int] = set(frozen or ())  # block indices that do not learn
         self.frozen_bias: set[int] = set(frozen_bias or ())  # layer indices whose bias does not learn
+        self.frozen_cols: dict[int, int] = {}  # block index -> how many of its leading columns do not learn
 
     @classmethod
     def init(
@@ -232,5 +233,26 @@ class Network(nn.Module):
         return float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-12))
 
     def clone(self) -> Network:
-        return Network(self.topology, [w.detach().clone() for w in self.weights],
-                       [b.detach().clone() for b in self.biases], self.frozen, self.frozen_bias)
+        net = Network(self.topology, [w.detach().clone() for w in self.weights],
+                      [b.detach().clone() for b in self.biases], self.frozen, self.frozen_bias)
+        net.frozen_cols = dict(self.frozen_cols)
+        return net
+
+    def learning(self, k: int) -> torch.Tensor:
+        """The part of block ``k`` that learns: the block, or a view without its frozen leading columns."""
+        c = self.frozen_cols.get(k, 0)
+        return self.weights[k][:, c:] if c else self.weights[k]
+
+    def freeze_from(self, layer: int) -> None:
+        """The weights *from* ``layer`` keep their values: whole blocks when ``layer`` is their only
+        sender, else their leading columns (``layer`` is then the first of the block's senders)."""
+        t = self.topology
+        sl = t.slice(layer)
+        for k, b in enumerate(t.blocks):
+            if b.lo == sl.start:
+                if b.hi <= sl.stop:
+                    self.frozen.add(k)
+                else:
+                    self.frozen_cols[k] = sl.stop - sl.start
+            elif b.lo < sl.stop and sl.start < b.hi:
+                raise ValueError(f"layer {layer} is not the first sender of block {t.block_name(k)}")

@@ -132,9 +132,9 @@ class Plasticity:
         """``W <- (1 - weight_decay * factor) W`` for every learning block (once per training batch)."""
         if self.weight_decay > 0:
             keep = 1.0 - self.weight_decay * self.factor
-            for k, w in enumerate(net.weights):
+            for k in range(len(net.weights)):
                 if k not in net.frozen:
-                    w.mul_(keep)
+                    net.learning(k).mul_(keep)
 
 
 def difference_into(z: torch.Tensor, dz: torch.Tensor, adz: torch.Tensor) -> None:
@@ -177,16 +177,17 @@ def apply(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate:
     bias_sum = post_signal.sum(0)  # (N,)
     bias_deltas = [bias_sum[t.slice(l)] for l in range(t.n_layers)]
     if reduce_hook is None:
-        for k, (blk, w) in enumerate(zip(t.blocks, net.weights)):
+        for k, blk in enumerate(t.blocks):
             if k not in net.frozen and blk.post not in skip_posts and k not in skip_blocks:
                 r = rate * scales[0][k] if scales else rate
-                w.addmm_(post_signal[:, t.slice(blk.post)].t(), pre_rate[:, blk.lo : blk.hi], alpha=r)
+                lo = blk.lo + net.frozen_cols.get(k, 0)
+                net.learning(k).addmm_(post_signal[:, t.slice(blk.post)].t(), pre_rate[:, lo : blk.hi], alpha=r)
     else:
         deltas = block_deltas(net, post_signal, pre_rate)
         reduce_hook(deltas + bias_deltas)
-        for k, (w, d) in enumerate(zip(net.weights, deltas)):
+        for k, d in enumerate(deltas):
             if k not in net.frozen:
-                w.add_(d, alpha=rate * scales[0][k] if scales else rate)
+                net.learning(k).add_(d[:, net.frozen_cols.get(k, 0):], alpha=rate * scales[0][k] if scales else rate)
     for l, (b, d) in enumerate(zip(net.biases, bias_deltas)):
         if l not in net.frozen_bias:
             b.add_(d, alpha=rate * scales[1][l] if scales else rate)

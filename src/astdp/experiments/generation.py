@@ -72,6 +72,8 @@ def judge(system: System, x: torch.Tensor, y: torch.Tensor, n: int = 8, steps: i
 
 def figure(img: torch.Tensor, n_labels: int, path, title: str = "") -> None:
     """The grid as a labelled figure (one row per clamped label), about 4x the grid's pixel size."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -84,7 +86,9 @@ def figure(img: torch.Tensor, n_labels: int, path, title: str = "") -> None:
     ax.set_xticks([])
     ax.set_ylabel("clamped label")
     ax.set_xlabel("samples (fresh random states)")
-    ax.set_title(title or "conditional generation: label clamped, image free")
+    width = fig.get_size_inches()[0]
+    ax.set_title(textwrap.fill(title or "conditional generation: label clamped, image free", int(width * 11)),
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -1,17 +1,47 @@
-"""Conditional generation (§2.3.4, §3.1.2): the label neurons are targeted, the image is free.
+"""Conditional generation (§2.3.4, §3.1.2): Algorithm 2 with inputs and outputs swapped.
 
-The caller starts from a random state; :meth:`phases` clamps only the output (label) layer and
-learns nothing. The generated image is read from the input layer of net_l.
+Training: the one-hot label takes the inputs' part (set, or nudged with ``model.beta_input``, as
+``model.input_clamp`` says) for ``free_steps`` while the image is free; then the image takes the
+labels' part (``model.beta_output``: free in net_s, pulled to the pixels in net_l), so that ``dz``
+at the pixels carries the drawing error and the blocks into the input layer learn to draw the
+digit from the label. With ``image_feedback="fixed"`` (the default) the weights *from* the image
+to the hidden layer keep their random initial values: learned, their loop with the hidden layer
+outgrows the label's pull and every label draws the same image (docs/FINDINGS.md section 14).
+Generating (:meth:`~astdp.system.System.generate`): fresh random states, the
+label set as in training, the image free, no learning. The blocks into the label layer do not
+learn here, so the net does not classify.
 """
 
 from __future__ import annotations
 
-from astdp.core.engine import Phase
-from astdp.learners.base import Learner
+from astdp.core.engine import Phase, Target, beta_tensor
+from astdp.learners.supervised import Supervised
 
 
-class Generation(Learner):
+class Generation(Supervised):
     name = "generation"
 
+    def __init__(self, *args, image_feedback: str = "fixed", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.cover:
+            raise ValueError("learner.cover is for learner=supervised; learner=generation draws every pixel")
+        if image_feedback not in ("fixed", "learned"):
+            raise ValueError(f"learner.image_feedback must be 'fixed' or 'learned', got {image_feedback!r}")
+        self.image_feedback = image_feedback
+
+    def prepare(self, net) -> None:
+        if self.image_feedback == "fixed":
+            net.freeze_from(self.topology.input_layer)
+
+    def label_target(self, y, like) -> Target:
+        """The label as the swapped net's input: set (or nudged) with the inputs' strength."""
+        t = super().label_target(y, like)
+        return Target(t.layer, t.value, beta_tensor(self.dynamics.input_beta, t.value),
+                      exact=self.dynamics.input_clamp == "exact")
+
     def phases(self, x, y):
-        return [Phase(self.steps, [self.label_target(y, x)], learn=False)]
+        label = self.label_target(y, x)
+        lo, hi = self.input_range
+        image = Target(self.topology.input_layer, x * (hi - lo) + lo, beta_tensor(self.dynamics.output_beta, x))
+        out = [Phase(self.free_steps, [label])] if self.free_steps else []
+        return out + [Phase(self.steps - self.free_steps, [label, image])]

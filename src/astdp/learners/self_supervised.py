@@ -76,16 +76,23 @@ class SelfSupervised(Supervised):
             if self._net is not None:
                 self.prepare(self._net)
 
-    def cover_mask(self, batch: int, device) -> torch.Tensor:
-        """(B, H*W) boolean: True under the square."""
-        size, sq = self.image_size, self.square
-        r = torch.randint(0, size - sq + 1, (batch,), generator=self.generator)
-        c = torch.randint(0, size - sq + 1, (batch,), generator=self.generator)
+    def cover_mask(self, batch: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B, H*W) boolean: True under the square (drawn with ``generator``, default the learner's)."""
+        size, sq, gen = self.image_size, self.square, generator or self.generator
+        r = torch.randint(0, size - sq + 1, (batch,), generator=gen)
+        c = torch.randint(0, size - sq + 1, (batch,), generator=gen)
         rows = torch.arange(size).view(1, size, 1)
         cols = torch.arange(size).view(1, 1, size)
         m = ((rows >= r.view(-1, 1, 1)) & (rows < (r + sq).view(-1, 1, 1))
              & (cols >= c.view(-1, 1, 1)) & (cols < (c + sq).view(-1, 1, 1)))
         return m.view(batch, -1).to(device)
+
+    def inpaint_phases(self, x: torch.Tensor, covered: torch.Tensor, steps: int | None = None) -> list[Phase]:
+        """Testing the inpainting: the pixels outside ``covered`` (B, n_in) set (or nudged) as in
+        training, the covered ones free in both networks, learning off."""
+        inp = self.input_target(x)
+        seen = Target(inp.layer, inp.value, inp.beta * (1.0 - covered.to(inp.beta.dtype)), inp.exact)
+        return [Phase(steps or self.steps, [seen], learn=False)]
 
     def start_readout(self) -> None:
         """Switch to the readout stage: fresh output blocks, everything else frozen."""

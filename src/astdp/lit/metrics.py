@@ -20,7 +20,10 @@ VAL_ACC = "val/acc"
 VAL_ACC_BEST = "val/acc_best"
 VAL_STEPS = "val/infer_steps"
 VAL_CONVERGED = "val/infer_converged"
+VAL_INPAINT = "val/inpaint_mse"  # self-supervised: mean squared pixel error under the covered square
 TEST_ACC = "test/acc"
+TEST_INPAINT = "test/inpaint_mse"
+TEST_INPAINT_BLANK = "test/inpaint_mse_blank"  # the same error if the square were left black (pixel 0)
 INFER_STEPS = "infer/steps"  # mean first step with max|ds| < tol, over converged test samples
 INFER_CONVERGED = "infer/converged"  # fraction of test samples converged within the step budget
 DATA_SOURCE = "data/source"
@@ -28,7 +31,7 @@ WALL = "time/wall_s"
 DIST_WORLD_SIZE = "dist/world_size"  # processes training together (trainer=ddp), 1 otherwise
 DIST_SPREAD = "dist/weight_spread"  # after training, max |W - W of rank 0| over the processes (0: in step)
 DIST_SYNC = "dist/sync"  # how their aSTDP updates were synchronised: step | none (one process)
-SUMMARY_KEYS = (TEST_ACC, INFER_STEPS, INFER_CONVERGED, VAL_ACC_BEST, DATA_SOURCE, TRAIN_SAMPLES, WALL)
+SUMMARY_KEYS = (TEST_ACC, TEST_INPAINT, INFER_STEPS, INFER_CONVERGED, VAL_ACC_BEST, DATA_SOURCE, TRAIN_SAMPLES, WALL)
 
 
 class InferTally:

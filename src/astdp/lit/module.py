@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 from pytorch_lightning import LightningModule
-from torchmetrics import MaxMetric
+from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from astdp.factory import build_system
@@ -75,6 +75,7 @@ class AstdpLitModule(LightningModule):
         self.test_acc = MulticlassAccuracy(n_outputs, average="micro")
         self.val_acc_best = MaxMetric()
         self.val_tally, self.test_tally = M.InferTally(), M.InferTally()
+        self.val_inpaint, self.test_inpaint, self.test_inpaint_blank = MeanMetric(), MeanMetric(), MeanMetric()
         self.run_config: dict | None = None  # the resolved run config, stored in checkpoints
         self.saved_world_size: int | None = None  # processes of the run that wrote the checkpoint resumed from
         self.periodic: PeriodicSum | None = None  # sync=periodic: the weights at the last synchronisation
@@ -146,8 +147,23 @@ class AstdpLitModule(LightningModule):
         tally.add(stats.converge_step)
         return x
 
+    def _inpaint(self, x: torch.Tensor, batch_idx: int, error: MeanMetric, blank: MeanMetric | None = None) -> None:
+        """Self-supervised learners: the squared pixel error of the inpainted square (§3.1.1), with
+        the same squares and initial states at every evaluation (a generator seeded by the batch)."""
+        learner = self.system.learner
+        if not hasattr(learner, "inpaint_phases"):
+            return
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + batch_idx)
+        covered = learner.cover_mask(x.shape[0], x.device, gen).to(x.dtype)
+        pixels = self.system.inpaint(x, covered, self.test_steps, self.tol, generator=gen)
+        n = covered.sum()
+        error.update(((pixels - x).pow(2) * covered).sum() / n, n)
+        if blank is not None:
+            blank.update((x.pow(2) * covered).sum() / n, n)
+
     def validation_step(self, batch, batch_idx: int) -> None:
         x = self._infer(batch, self.val_acc, self.val_tally)
+        self._inpaint(x, batch_idx, self.val_inpaint)
         if batch_idx == 0 and self.image_size:
             n = min(32, x.shape[0])
             self._log_image("val/inputs", images.grid(x[:n], self.image_size))
@@ -159,6 +175,9 @@ class AstdpLitModule(LightningModule):
         steps, conv = self.val_tally.compute()
         self.log_dict({M.VAL_ACC: acc, M.VAL_ACC_BEST: self.val_acc_best.compute(),
                        M.VAL_STEPS: steps, M.VAL_CONVERGED: conv}, prog_bar=False)
+        if self.val_inpaint.update_count:
+            self.log(M.VAL_INPAINT, self.val_inpaint.compute())
+            self.val_inpaint.reset()
         self.val_acc.reset()
         self.val_tally.reset()
         if self.image_size and self.system.learner.name == "generation":
@@ -166,11 +185,17 @@ class AstdpLitModule(LightningModule):
             self._log_image("val/generated", images.grid(gen, self.image_size, nrow=4 * 2))
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._infer(batch, self.test_acc, self.test_tally)
+        x = self._infer(batch, self.test_acc, self.test_tally)
+        self._inpaint(x, batch_idx, self.test_inpaint, self.test_inpaint_blank)
 
     def on_test_epoch_end(self) -> None:
         steps, conv = self.test_tally.compute()
         self.log_dict({M.TEST_ACC: self.test_acc.compute(), M.INFER_STEPS: steps, M.INFER_CONVERGED: conv})
+        if self.test_inpaint.update_count:
+            self.log_dict({M.TEST_INPAINT: self.test_inpaint.compute(),
+                           M.TEST_INPAINT_BLANK: self.test_inpaint_blank.compute()})
+            self.test_inpaint.reset()
+            self.test_inpaint_blank.reset()
         self.test_acc.reset()
         self.test_tally.reset()
 
