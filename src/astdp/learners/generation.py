@@ -6,7 +6,9 @@ labels' part (``model.beta_output``: free in net_s, pulled to the pixels in net_
 at the pixels carries the drawing error and the blocks into the input layer learn to draw the
 digit from the label. With ``image_feedback="fixed"`` (the default) the weights *from* the image
 to the hidden layer keep their random initial values: learned, their loop with the hidden layer
-outgrows the label's pull and every label draws the same image (docs/FINDINGS.md section 14).
+outgrows the label's pull and every label draws the same image (docs/FINDINGS.md section 14);
+``feedback_scale`` multiplies those fixed weights once, before training (0.3: at 1 their random
+feedback can still outweigh the label, on one seed in three).
 Generating (:meth:`~astdp.system.System.generate`): fresh random states, the
 label set as in training, the image free, no learning. The blocks into the label layer do not
 learn here, so the net does not classify.
@@ -21,17 +23,19 @@ from astdp.learners.supervised import Supervised
 class Generation(Supervised):
     name = "generation"
 
-    def __init__(self, *args, image_feedback: str = "fixed", **kwargs) -> None:
+    def __init__(self, *args, image_feedback: str = "fixed", feedback_scale: float = 0.3, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.cover:
             raise ValueError("learner.cover is for learner=supervised; learner=generation draws every pixel")
         if image_feedback not in ("fixed", "learned"):
             raise ValueError(f"learner.image_feedback must be 'fixed' or 'learned', got {image_feedback!r}")
-        self.image_feedback = image_feedback
+        if feedback_scale < 0:
+            raise ValueError(f"learner.feedback_scale must be >= 0, got {feedback_scale}")
+        self.image_feedback, self.feedback_scale = image_feedback, float(feedback_scale)
 
     def prepare(self, net) -> None:
         if self.image_feedback == "fixed":
-            net.freeze_from(self.topology.input_layer)
+            net.freeze_from(self.topology.input_layer, self.feedback_scale)
 
     def label_target(self, y, like) -> Target:
         """The label as the swapped net's input: set (or nudged) with the inputs' strength."""
