@@ -87,8 +87,11 @@ def test_equal_betas_give_zero_dz_and_no_learning():
     assert all(torch.allclose(a, b, rtol=0, atol=1e-14) for a, b in zip(before, net.weights))
 
 
-def test_update_is_post_change_times_pre_rate():
+def one_update(freeze_input: bool = False):
+    """One learning step of the tiny 1-2-1 net (lateral) from fixed states: (topo, dW, db, dz, z_s)."""
     topo, net, dyn, relax = tiny(hidden=(2,), alpha=0.01)
+    if freeze_input:
+        net.freeze_from(topo.input_layer)
     before_w, before_b = net.dense()
     s_s = torch.tensor([[0.2, 0.1, -0.3, 0.4]], dtype=D)
     s_l = s_s + torch.tensor([[0.05, -0.1, 0.2, 0.0]], dtype=D)
@@ -96,34 +99,29 @@ def test_update_is_post_change_times_pre_rate():
     relax.run(state, [Phase(1, [])])
     after_w, after_b = net.dense()
     z_s = torch.sigmoid(4 * s_s)[0]
-    dz = torch.sigmoid(4 * s_l)[0] - z_s
-    mask = topo.connected_mask()
-    expected = 0.01 * torch.outer(dz, z_s) * mask
-    torch.testing.assert_close(after_w - before_w, expected, rtol=0, atol=1e-14)
-    torch.testing.assert_close(after_b - before_b, 0.01 * dz, rtol=0, atol=1e-14)
+    return topo, net, after_w - before_w, after_b - before_b, torch.sigmoid(4 * s_l)[0] - z_s, z_s
+
+
+def test_update_is_post_change_times_pre_rate():
+    topo, _, dw, db, dz, z_s = one_update()
+    expected = 0.01 * torch.outer(dz, z_s) * topo.connected_mask()
+    torch.testing.assert_close(dw, expected, rtol=0, atol=1e-14)
+    torch.testing.assert_close(db, 0.01 * dz, rtol=0, atol=1e-14)
     # sign: hidden neuron 2 rose in net_l (dz > 0) and neuron 1 fell; the input's rate is positive,
     # so the input's weight onto neuron 2 grows and onto neuron 1 shrinks
-    assert (after_w - before_w)[2, 0] > 0 and (after_w - before_w)[1, 0] < 0
-
+    assert dw[2, 0] > 0 and dw[1, 0] < 0
 
 
 def test_weights_from_a_frozen_sender_keep_their_values_and_the_rest_follow_eq15():
     """``freeze_from(input)`` with a lateral hidden layer: the block into the hidden layer has the
     input as its first sender, so only its input columns stay; every other entry changes as in
     the test above."""
-    topo, net, dyn, relax = tiny(hidden=(2,), alpha=0.01)
-    net.freeze_from(topo.input_layer)
+    topo, net, dw, _, dz, z_s = one_update(freeze_input=True)
     assert net.frozen_cols and not net.frozen
-    before_w, _ = net.dense()
-    s_s = torch.tensor([[0.2, 0.1, -0.3, 0.4]], dtype=D)
-    s_l = s_s + torch.tensor([[0.05, -0.1, 0.2, 0.0]], dtype=D)
-    state = State(s=torch.stack([s_s, s_l]), v=torch.zeros(2, 1, 4, dtype=D), dzm=torch.zeros(1, 4, dtype=D))
-    relax.run(state, [Phase(1, [])])
-    after_w, _ = net.dense()
-    z_s = torch.sigmoid(4 * s_s)[0]
-    expected = 0.01 * torch.outer(torch.sigmoid(4 * s_l)[0] - z_s, z_s) * topo.connected_mask()
+    expected = 0.01 * torch.outer(dz, z_s) * topo.connected_mask()
     expected[topo.hidden_slice, topo.slice(topo.input_layer)] = 0.0
-    torch.testing.assert_close(after_w - before_w, expected, rtol=0, atol=1e-14)
+    torch.testing.assert_close(dw, expected, rtol=0, atol=1e-14)
+
 
 def test_fake_target_fires_with_algorithm1_probability():
     gen = torch.Generator().manual_seed(0)

@@ -45,7 +45,7 @@ class Generation(Supervised):
 
     def phases(self, x, y):
         label = self.label_target(y, x)
-        lo, hi = self.input_range
-        image = Target(self.topology.input_layer, x * (hi - lo) + lo, beta_tensor(self.dynamics.output_beta, x))
+        pixels = self.input_target(x, self.dynamics.output_beta)
+        image = Target(pixels.layer, pixels.value, pixels.beta)  # nudged, never set
         out = [Phase(self.free_steps, [label])] if self.free_steps else []
         return out + [Phase(self.steps - self.free_steps, [label, image])]
