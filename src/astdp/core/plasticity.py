@@ -152,12 +152,6 @@ def smoothing_signal_into(drive: torch.Tensor, d: torch.Tensor, s: torch.Tensor,
     return torch.mul(drive, d, out=out).sub_(s).mul_(d)
 
 
-def block_deltas(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor) -> list[torch.Tensor]:
-    """``post_signal^T @ pre_rate`` per block: post_signal (B, N), pre_rate (B, N)."""
-    t = net.topology
-    return [post_signal[:, t.slice(b.post)].t() @ pre_rate[:, b.lo : b.hi] for b in t.blocks]
-
-
 def apply(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate: float, reduce_hook=None,
           skip_posts: tuple[int, ...] = (), scales: tuple[list[float], list[float]] | None = None,
           skip_blocks: tuple[int, ...] = ()) -> None:
@@ -165,29 +159,29 @@ def apply(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate:
 
     One GEMM per learning block, straight into the stored weights (``addmm_``; the transposed
     ``post_signal`` slice is passed as a strided view, which BLAS reads without a copy), and one
-    batch sum for all biases. ``reduce_hook(deltas)``, when given, receives the per-block and
-    per-layer deltas (weights first, then biases) before they are applied, so a data-parallel
-    wrapper can average them across processes in place. Blocks into a layer of ``skip_posts``
-    (where ``post_signal`` is known to be zero, e.g. exactly clamped inputs) are left out.
+    batch sum for all biases. Only blocks that learn take part: not frozen, not into a layer of
+    ``skip_posts`` (where ``post_signal`` is known to be zero, e.g. exactly clamped inputs), not in
+    ``skip_blocks`` (updated by the caller: the relaxation loop defers the update of blocks whose
+    pre-synaptic layer is clamped, :class:`astdp.core.engine.Relaxer`), and without the leading
+    columns ``net.frozen_cols`` keeps. ``reduce_hook(deltas)``, when given, receives those blocks'
+    deltas and the per-layer bias deltas (weights first) before they are applied, so a
+    data-parallel wrapper can sum them across processes in place.
     ``scales = (per block, per bias layer)`` multiplies the rate of each (:meth:`Plasticity.scales`).
-    Blocks in ``skip_blocks`` are updated by the caller (the relaxation loop defers the update of
-    blocks whose pre-synaptic layer is clamped: :class:`astdp.core.engine.Relaxer`).
     """
     t = net.topology
     bias_sum = post_signal.sum(0)  # (N,)
     bias_deltas = [bias_sum[t.slice(l)] for l in range(t.n_layers)]
+    learning = [(k, post_signal[:, t.slice(blk.post)].t(), pre_rate[:, blk.lo + net.frozen_cols.get(k, 0) : blk.hi])
+                for k, blk in enumerate(t.blocks)
+                if k not in net.frozen and blk.post not in skip_posts and k not in skip_blocks]
     if reduce_hook is None:
-        for k, blk in enumerate(t.blocks):
-            if k not in net.frozen and blk.post not in skip_posts and k not in skip_blocks:
-                r = rate * scales[0][k] if scales else rate
-                lo = blk.lo + net.frozen_cols.get(k, 0)
-                net.learning(k).addmm_(post_signal[:, t.slice(blk.post)].t(), pre_rate[:, lo : blk.hi], alpha=r)
+        for k, post_t, pre in learning:
+            net.learning(k).addmm_(post_t, pre, alpha=rate * scales[0][k] if scales else rate)
     else:
-        deltas = block_deltas(net, post_signal, pre_rate)
+        deltas = [post_t @ pre for _, post_t, pre in learning]
         reduce_hook(deltas + bias_deltas)
-        for k, d in enumerate(deltas):
-            if k not in net.frozen:
-                net.learning(k).add_(d[:, net.frozen_cols.get(k, 0):], alpha=rate * scales[0][k] if scales else rate)
+        for (k, _, _), d in zip(learning, deltas):
+            net.learning(k).add_(d, alpha=rate * scales[0][k] if scales else rate)
     for l, (b, d) in enumerate(zip(net.biases, bias_deltas)):
         if l not in net.frozen_bias:
             b.add_(d, alpha=rate * scales[1][l] if scales else rate)

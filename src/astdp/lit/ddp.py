@@ -46,6 +46,15 @@ def is_rank_zero() -> bool:
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
+def unflatten_into(flat: torch.Tensor, tensors: list[torch.Tensor]) -> None:
+    """Copy consecutive pieces of ``flat`` back into ``tensors`` (the inverse of concatenating them)."""
+    offset = 0
+    for t in tensors:
+        n = t.numel()
+        t.copy_(flat[offset : offset + n].view_as(t))
+        offset += n
+
+
 class PeriodicSum:
     """``sync=periodic``: the weights learn locally; :meth:`sync` adds every process's changes since
     the last call to every process (the same total rate as ``step``, applied late)."""
@@ -61,11 +70,7 @@ class PeriodicSum:
         change = torch.cat([t.reshape(-1) for t in self.tensors]).sub_(self.last)
         dist.all_reduce(change, op=dist.ReduceOp.SUM, group=self.group)
         self.last.add_(change)
-        offset = 0
-        for t in self.tensors:
-            n = t.numel()
-            t.copy_(self.last[offset : offset + n].view_as(t))
-            offset += n
+        unflatten_into(self.last, self.tensors)
         self.calls += 1
         self.bytes += change.numel() * change.element_size()
         self.seconds += time.perf_counter() - start
@@ -87,11 +92,7 @@ class AllReduceSum:
         start = time.perf_counter()
         flat = torch.cat([d.reshape(-1) for d in deltas])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self.group)
-        offset = 0
-        for d in deltas:
-            n = d.numel()
-            d.copy_(flat[offset : offset + n].view_as(d))
-            offset += n
+        unflatten_into(flat, deltas)
         self.calls += 1
         self.bytes += flat.numel() * flat.element_size()
         self.seconds += time.perf_counter() - start
