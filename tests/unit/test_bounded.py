@@ -159,6 +159,21 @@ def test_block_rates_scale_one_block_and_unknown_names_are_refused():
         Plasticity(block_alpha={"1_from_9": 1.0}).scales(topo)
 
 
+
+def test_pair_rates_give_both_directions_between_two_layers_one_rate():
+    """layer_alpha_pairs: a block takes the multiplier of the upper layer it joins; biases keep their own."""
+    topo = Topology.build(6, [4, 4, 4], 2)
+    layer = (1.0, 32.0, 8.0, 2.0, 1.0)
+    blocks, biases = Plasticity(layer_alpha=layer, layer_alpha_pairs=True).scales(topo)
+    by_name = dict(zip((topo.block_name(k) for k in range(len(topo.blocks))), blocks))
+    assert by_name["1_from_0"] == 32.0
+    assert by_name["1_from_2"] == by_name["2_from_1"] == 8.0
+    assert by_name["2_from_3"] == by_name["3_from_2"] == 2.0
+    assert by_name["3_from_4"] == by_name["4_from_3"] == 1.0
+    assert biases == list(layer)
+    plain, _ = Plasticity(layer_alpha=layer).scales(topo)
+    assert dict(zip(by_name, plain))["1_from_2"] == 32.0  # per receiving layer: the pair's two directions differ
+
 def test_weight_decay_shrinks_learning_weights_once_per_call():
     topo, net, _, relax, _, _, _ = _net()
     net.frozen = {0}

@@ -132,11 +132,14 @@ class Topology:
         """Per receiving layer, the indices of the blocks into it (in :attr:`blocks` order)."""
         return tuple(tuple(k for k, b in enumerate(self.blocks) if b.post == layer) for layer in range(self.n_layers))
 
+    def block_senders(self, k: int) -> list[int]:
+        """The layers block ``k`` reads from, in state order."""
+        blk = self.blocks[k]
+        return [l for l in range(self.n_layers) if blk.lo <= self.offsets[l] < blk.hi]
+
     def block_name(self, k: int) -> str:
         """``"<post>_from_<pre>[_<pre>]"`` in layer indices (0 = input), e.g. ``"1_from_2"``: output -> hidden."""
-        blk = self.blocks[k]
-        pres = [l for l in range(self.n_layers) if blk.lo <= self.offsets[l] < blk.hi]
-        return f"{blk.post}_from_{'_'.join(map(str, pres))}"
+        return f"{self.blocks[k].post}_from_{'_'.join(map(str, self.block_senders(k)))}"
 
     def fan_in(self, layer: int) -> int:
         return sum(self.sizes[p] for p in self.senders(layer)) - (1 if self.lateral and layer in self.hidden_layers else 0)

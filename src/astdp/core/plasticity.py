@@ -25,7 +25,9 @@ Rate schedule (not in the paper; the rate in use for a training batch is ``alpha
     warm-up (any kind): factor x min(1, (batch + 1) / warmup_batches)
 
 ``layer_alpha[l]`` scales the rate of every weight and bias *into* layer ``l`` (per-layer rates for
-deep nets); ``block_alpha[name]`` scales one weight block on top of that, by its name
+deep nets); with ``layer_alpha_pairs`` a weight block takes the multiplier of the upper of the
+layers it joins instead (``max(post, pre)``), so both directions between two layers learn at one
+rate (biases keep their own layer's); ``block_alpha[name]`` scales one weight block on top of that, by its name
 ``"<post>_from_<pre>"`` (:meth:`Topology.block_name`, e.g. ``"1_from_2"``: output -> hidden);
 ``weight_decay`` shrinks every learning weight once per training batch,
 ``W <- (1 - weight_decay * factor) W``.
@@ -55,6 +57,7 @@ class Plasticity:
     total_batches: int | None = None  # "cosine": the length T in training batches (None: the harness sets it)
     min_factor: float = 0.0  # "cosine": the factor at the end, in [0, 1]
     layer_alpha: tuple[float, ...] | None = None  # per receiving layer rate multipliers (None: all 1)
+    layer_alpha_pairs: bool = False  # weight blocks take layer_alpha of the upper layer they join
     block_alpha: dict[str, float] | None = None  # per block rate multipliers by block name (None: all 1)
     weight_decay: float = 0.0  # per training batch, >= 0
     epoch: int = 0  # set by the training loop
@@ -125,7 +128,11 @@ class Plasticity:
         unknown = sorted(set(self.block_alpha or {}) - set(names))
         if unknown:
             raise ValueError(f"learner.block_alpha names unknown blocks {unknown}; this net's blocks are {names}")
-        blocks = [layer[b.post] * (self.block_alpha or {}).get(name, 1.0) for b, name in zip(topology.blocks, names)]
+        if self.layer_alpha_pairs:
+            block_layer = [max(b.post, *topology.block_senders(k)) for k, b in enumerate(topology.blocks)]
+        else:
+            block_layer = [b.post for b in topology.blocks]
+        blocks = [layer[l] * (self.block_alpha or {}).get(name, 1.0) for l, name in zip(block_layer, names)]
         return blocks, list(layer)
 
     def decay_weights(self, net: Network) -> None:
