@@ -30,6 +30,8 @@ def _fake_multirun(root):
     _run(root / "4", "fig3_rivalry", {"rivalry/switches_fake_on": 27, "rivalry/switches_fake_off": 0})
     # a sweep-file job: the row comes from the appended experiment
     _run(root / "5", "table2_all", {"test/acc": 0.9, "infer/steps": 100.0}, ["+experiment@_global_=table2_h512x2"])
+    # a probe on other settings is not averaged into the row (it uses the experiment's own settings)
+    _run(root / "6", "table2_h512", {"test/acc": 0.5, "infer/steps": 300.0}, ["learner.alpha=1e-2", "threads=1"])
     # a PNG written by a run is collected
     import matplotlib
 
@@ -55,6 +57,7 @@ def test_report_command_writes_markdown_csv_and_pngs(tmp_path):
     by = {(r["table"], r["row"], r["metric"]): r for r in rows}
     acc = by[("Table 2", "784-512-10", "test/acc")]
     assert float(acc["paper"]) == 96.0 and float(acc["ours"]) == 96.0 and acc["runs"] == "2"
+    assert acc["other_settings"] == "1"
     assert float(by[("Table 2", "784-512-10", "infer/steps")]["ours"]) == 75.0
     assert float(by[("Table 2", "784-512-512-10", "test/acc")]["ours"]) == 90.0
     assert float(by[("Table 3", "Net81, order 83, 160 iterations", "order/acc_83_160")]["ours"]) == 75.0
@@ -68,3 +71,13 @@ def test_paper_values_are_defined_once():
     exps = {e for _, e, _, _, _, _ in report.PAPER_ROWS}
     assert {"table1_supervised", "table2_h500x3_nofake"} <= exps
     assert report.PAPER_ORDER[80][("83", "81")] == 87.0
+
+
+def test_a_row_without_runs_on_its_own_settings_reports_the_most_run_setting(tmp_path):
+    runs = []
+    for i, setting in enumerate([("learner.alpha=1",), ("learner.alpha=1",), ("depth=h512x2",)]):
+        (tmp_path / str(i)).mkdir()
+        runs.append(report.Run(tmp_path / str(i), "table2_h512", {"test/acc": 0.1 * i}, "cmd", setting))
+    chosen, others = report.pick_setting(runs)
+    assert [r.path.name for r in chosen] == ["0", "1"] and others == 1
+    assert report.pick_setting([])[0] == []

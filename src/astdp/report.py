@@ -5,7 +5,10 @@
 Every folder below the given one that holds a ``metrics.json`` (a flat dict written by each run)
 is a run; its ``.hydra/overrides.yaml`` gives the command and the experiment name (the
 ``+experiment@_global_=...`` override a sweep file appends, else ``experiment=...``, else ``.hydra/hydra.yaml``'s choices, else the config's
-``task_name``). Several runs of one experiment (seeds) are averaged. Writes, in the given folder:
+``task_name``). Runs of one experiment that differ only in incidental overrides (seed, data
+root, logger, threads, hydra, device) are averaged; where an experiment was also run with other
+overrides (a probe, a search), its row uses the runs on the experiment's own settings, else the
+setting with the most runs, and says how many other settings it left out. Writes, in the given folder:
 ``report.md``, ``report.csv``, ``report_figures/*.png`` (our plots plus every PNG found in the
 runs). With an active W&B run the same tables go up as ``wandb.Table`` s and the PNGs as images.
 """
@@ -67,7 +70,11 @@ TOY_ROWS: list[tuple[str, str, str]] = [
     ("fig6_stdp", "stdp/w10_b0.4-0.5/asymmetry", "asymmetry, window 10, beta 0.4/0.5"),
     ("fig6_stdp", "stdp/w10_b0.4-0.7/asymmetry", "asymmetry, window 10, beta 0.4/0.7 (larger)"),
 ]
-COLUMNS = ["table", "row", "metric", "paper", "ours", "runs", "samples_seen", "wall_s", "command"]
+COLUMNS = ["table", "row", "metric", "paper", "ours", "runs", "other_settings", "samples_seen", "wall_s", "command"]
+
+
+# overrides that do not change what a run computes: runs differing only in these are averaged
+INCIDENTAL = ("seed", "data.root", "logger", "threads", "trainer.accelerator", "trainer.devices", "ckpt_path")
 
 
 @dataclass
@@ -76,6 +83,7 @@ class Run:
     experiment: str
     metrics: dict[str, Any]
     command: str
+    setting: tuple[str, ...] = ()  # the overrides that change the run (not the experiment, not INCIDENTAL)
 
 
 def _load_yaml(path: Path) -> Any:
@@ -104,7 +112,25 @@ def load_run(metrics_path: Path) -> Run:
         rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+") not in ("experiment", "experiment@_global_")]
         overrides = [f"experiment={experiment}", *rest]
     command = " ".join(["python train.py", *overrides]).strip()
-    return Run(folder, str(experiment), metrics, command)
+    setting = tuple(sorted(o.lstrip("+") for o in overrides if _changes_run(o.split("=", 1)[0].lstrip("+"))))
+    return Run(folder, str(experiment), metrics, command, setting)
+
+
+def _changes_run(key: str) -> bool:
+    return key not in ("experiment", "experiment@_global_", *INCIDENTAL) and not key.startswith("hydra.")
+
+
+def pick_setting(group: list[Run]) -> tuple[list[Run], int]:
+    """The runs of one experiment to report: those on its own settings (only incidental overrides),
+    else the setting with the most runs (the latest on a tie); and how many other settings exist."""
+    by_setting: dict[tuple[str, ...], list[Run]] = {}
+    for r in group:
+        by_setting.setdefault(r.setting, []).append(r)
+    if not by_setting:
+        return [], 0
+    best = () if () in by_setting else max(by_setting, key=lambda k: (len(by_setting[k]),
+                                                                         max(r.path.stat().st_mtime for r in by_setting[k])))
+    return by_setting[best], len(by_setting) - 1
 
 
 def find_runs(root: Path) -> list[Run]:
@@ -142,8 +168,10 @@ def build_rows(runs: list[Run]) -> list[dict[str, Any]]:
         by_exp.setdefault(r.experiment, []).append(r)
 
     def row(table, label, metric, paper, group, key, pct):
+        group, others = pick_setting(group)
         ours, n = _mean(group, key, pct) if group else (None, 0)
         return {"table": table, "row": label, "metric": metric, "paper": paper, "ours": ours, "runs": n,
+                "other_settings": others,
                 "samples_seen": _first(group, "train/samples_seen", "order/samples_seen", "rivalry/samples_seen"),
                 "wall_s": _first(group, "time/wall_s"),
                 "command": group[0].command if group else ""}
@@ -175,17 +203,19 @@ def _fmt(v: Any, digits: int = 1) -> str:
 
 def to_markdown(rows: list[dict[str, Any]], runs: list[Run], root: Path, figures: list[Path]) -> str:
     out = ["# Paper vs ours\n", f"Runs found under `{root}`: {len(runs)}. Accuracies in %, steps from a data change "
-           "until `max|ds| < tol`. Several runs of one experiment are averaged (`runs`).\n"]
+           "until `max|ds| < tol`. Runs of one experiment on the same settings (seeds) are averaged (`runs`); "
+           "where it also ran with other overrides, the row keeps its own settings (else the most-run one) "
+           "and `other settings` counts the rest (listed under Runs).\n"]
     for table in dict.fromkeys(r["table"] for r in rows):
         out.append(f"\n## {table}\n")
-        out.append("| row | metric | paper | ours | runs | samples seen | wall time (s) | command |")
-        out.append("|---|---|---|---|---|---|---|---|")
+        out.append("| row | metric | paper | ours | runs | other settings | samples seen | wall time (s) | command |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             if r["table"] != table:
                 continue
             digits = 3 if table == "Toy figures" or r["metric"].endswith(("mse", "mse_blank", "spread")) else 1
             out.append(f"| {r['row']} | `{r['metric']}` | {_fmt(r['paper'])} | {_fmt(r['ours'], digits)} | {r['runs']} "
-                       f"| {_fmt(r['samples_seen'], 0)} | {_fmt(r['wall_s'], 1)} | `{r['command']}` |")
+                       f"| {r['other_settings']} | {_fmt(r['samples_seen'], 0)} | {_fmt(r['wall_s'], 1)} | `{r['command']}` |")
     out.append("\n## Runs (best final validation accuracy first: a search's trials)\n")
     out.append("| experiment | val acc | test acc | status | wall time (s) | folder | command |")
     out.append("|---|---|---|---|---|---|---|")
@@ -224,7 +254,7 @@ def plot_summary(rows: list[dict[str, Any]], runs: list[Run], fig_dir: Path) -> 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for ax, key, unit in ((axes[0], "test/acc", "%"), (axes[1], "infer/steps", "steps")):
         paper = [(DEPTH_OF[e], v) for _, e, _, k, v, _ in PAPER_ROWS if k == key and e in DEPTH_OF]
-        ours = [(DEPTH_OF[e], _mean(g, key, unit == "%")[0]) for e, g in by_exp.items() if e in DEPTH_OF]
+        ours = [(DEPTH_OF[e], _mean(pick_setting(g)[0], key, unit == "%")[0]) for e, g in by_exp.items() if e in DEPTH_OF]
         ours = [(d, v) for d, v in ours if v is not None]
         ax.plot(*zip(*sorted(paper)), "o--", label="paper")
         if ours:
