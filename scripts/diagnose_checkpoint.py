@@ -17,7 +17,9 @@ For each checkpoint, on the validation split the run used (``data.val_size`` of 
 With ``--generation`` (a net trained with ``learner=generation``, or any net, to see why it does not
 draw): the norm and largest entry of each weight block, and, while each label is clamped from
 fresh states ``U(-1, 1)``, the fraction of hidden states at each bound and how much the hidden
-states differ between labels (mean ``|h - mean over labels|``; 0: every label gives the same state).
+states differ between labels (mean ``|h - mean over labels|``; 0: every label gives the same state);
+then, after 2 to 160 generation steps, the fraction of generated digits a backprop judge reads as
+the clamped label and the spread within a label (``generation.judge``'s two numbers).
 """
 
 from __future__ import annotations
@@ -108,6 +110,23 @@ def generation_stats(system, steps=(1, 5, 20, 160)) -> None:
               f"{float((h >= hi).float().mean()):.3f}, differ between labels {float((h - h.mean(0)).abs().mean()):.3f}")
 
 
+@torch.no_grad()
+def generation_judged(system, cfg: dict, root: str, steps=(2, 4, 8, 16, 160), n: int = 8) -> None:
+    """Per number of generation steps: the fraction of ``n`` samples per label that the backprop
+    judge (as ``generation.judge``, trained on the run's training split) reads as the label, and
+    the spread within a label."""
+    from astdp.experiments import generation
+
+    (x, y), _ = split(cfg, root, 0)
+    t = system.topology
+    clf = generation.classifier(x, y, list(t.sizes[1:-1]), t.sizes[-1], int(cfg.get("generation", {}).get("judge_epochs", 2)))
+    for k in steps:
+        imgs, labels = generation.images(system, n, k, 1.0, t.sizes[-1])
+        hit = float((clf(imgs).argmax(1) == labels).float().mean())
+        spread = float(imgs.view(t.sizes[-1], n, -1).std(1).mean())
+        print(f"  {k:3d} generation steps: classified as the label {hit:.1%}, spread {spread:.3f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="+")
@@ -122,7 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     for path in args.checkpoints:
         if args.generation:
             print(path)
-            generation_stats(load(path)[0])
+            system, cfg = load(path)
+            generation_stats(system)
+            generation_judged(system, cfg, args.root)
             continue
         rows = {}
         for persistent in (True, False):
