@@ -121,10 +121,8 @@ def generation_judged(system, cfg: dict, root: str, steps=(2, 4, 8, 16, 160), n:
     t = system.topology
     clf = generation.classifier(x, y, list(t.sizes[1:-1]), t.sizes[-1], int(cfg.get("generation", {}).get("judge_epochs", 2)))
     for k in steps:
-        imgs, labels = generation.images(system, n, k, 1.0, t.sizes[-1])
-        hit = float((clf(imgs).argmax(1) == labels).float().mean())
-        spread = float(imgs.view(t.sizes[-1], n, -1).std(1).mean())
-        print(f"  {k:3d} generation steps: classified as the label {hit:.1%}, spread {spread:.3f}")
+        hit, spread = generation.read(system, clf, n, k)
+        print(f"  {k:3d} generation steps: classified as the label {float(hit.mean()):.1%}, spread {spread:.3f}")
 
 
 def main(argv: list[str] | None = None) -> None:

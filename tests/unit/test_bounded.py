@@ -173,6 +173,10 @@ def test_pair_rates_give_both_directions_between_two_layers_one_rate():
     assert biases == list(layer)
     plain, _ = Plasticity(layer_alpha=layer).scales(topo)
     assert dict(zip(by_name, plain))["1_from_2"] == 32.0  # per receiving layer: the pair's two directions differ
+    # the same rates as per receiving layer with the feedback blocks scaled down, except into the input layer
+    scaled, _ = Plasticity(layer_alpha=layer, block_alpha={"1_from_2": 0.25, "2_from_3": 0.25, "3_from_4": 0.5}).scales(topo)
+    assert [a for a, blk in zip(blocks, topo.blocks) if blk.post != 0] == [
+        a for a, blk in zip(scaled, topo.blocks) if blk.post != 0]
 
 def test_weight_decay_shrinks_learning_weights_once_per_call():
     topo, net, _, relax, _, _, _ = _net()

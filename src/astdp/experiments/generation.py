@@ -65,13 +65,23 @@ def judge(system: System, x: torch.Tensor, y: torch.Tensor, n: int = 8, steps: i
     clf = classifier(x[:-held_out], y[:-held_out], list(system.topology.sizes[1:-1]), n_labels, epochs, seed)
     with torch.no_grad():
         judge_acc = float((clf(x[-held_out:]).argmax(1) == y[-held_out:]).float().mean())
-        imgs, labels = images(system, n, steps, init_scale, n_labels, seed=seed)
-        hit = (clf(imgs).argmax(1) == labels).float()
-    spread = float(imgs.view(n_labels, n, -1).std(1).mean()) if n > 1 else 0.0
+    hit, spread = read(system, clf, n, steps, init_scale, seed)
     out = {"generation/classified_as_label": float(hit.mean()), "generation/judge_acc": judge_acc,
            "generation/spread": spread}
     out.update({f"generation/classified_as_label_{i}": float(h.mean()) for i, h in enumerate(hit.view(n_labels, n))})
     return out
+
+
+@torch.no_grad()
+def read(system: System, clf, n: int = 8, steps: int = 160, init_scale: float = 1.0,
+         seed: int = 0) -> tuple[torch.Tensor, float]:
+    """``n`` generated samples per label read by the classifier ``clf``: (1 where it reads the clamped
+    label, else 0 (n_labels * n,); the pixel standard deviation among one label's samples, averaged
+    over pixels and labels)."""
+    n_labels = system.topology.sizes[-1]
+    imgs, labels = images(system, n, steps, init_scale, n_labels, seed=seed)
+    hit = (clf(imgs).argmax(1) == labels).float()
+    return hit, float(imgs.view(n_labels, n, -1).std(1).mean()) if n > 1 else 0.0
 
 
 def figure(img: torch.Tensor, n_labels: int, path, title: str = "") -> None:
