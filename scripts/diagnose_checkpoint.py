@@ -20,6 +20,9 @@ fresh states ``U(-1, 1)``, the fraction of hidden states at each bound and how m
 states differ between labels (mean ``|h - mean over labels|``; 0: every label gives the same state);
 then, after 2 to 160 generation steps, the fraction of generated digits a backprop judge reads as
 the clamped label and the spread within a label (``generation.judge``'s two numbers).
+
+With ``--symmetry``: only the symmetry index of the whole net and of each pair of connected layers
+(``train/symmetry`` and ``train/symmetry/<a>_<b>`` of training's weight watch), no data needed.
 """
 
 from __future__ import annotations
@@ -134,9 +137,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--every", type=int, default=5, help="print the |dz| profile every this many steps")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--generation", action="store_true", help="only the weight blocks and the hidden states while generating")
+    p.add_argument("--symmetry", action="store_true", help="only the symmetry index, whole net and per pair of layers")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     for path in args.checkpoints:
+        if args.symmetry:
+            net = load(path)[0].net
+            pairs = "  ".join(f"{k} {v:+.3f}" for k, v in net.pair_symmetry().items())
+            print(f"{path}: whole {net.symmetry_index():+.3f}  pairs {pairs}")
+            continue
         if args.generation:
             print(path)
             system, cfg = load(path)

@@ -3,14 +3,19 @@ global_step == training batches, resume continues the persistent states, multiru
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import open_dict
+from pytorch_lightning.loggers import CSVLogger
 
-from astdp.lit.build import build_datamodule, build_module, build_trainer
+from astdp.lit.build import build_callbacks, build_datamodule, build_module, build_trainer
+from astdp.lit.config import ConfigError
+from astdp.lit.watch import collapse_warning
 from tests.conftest import FALLBACK_DATA, FALLBACK_MNIST, ROOT, TINY, TOY, last_line
 
 SHARED_MNIST = ROOT.parent / "shared" / "data"
@@ -122,6 +127,33 @@ def test_resume_continues_the_persistent_states(compose_cfg, tmp_path, schedule)
     for key, value in straight.state_dict().items():
         if key.startswith("system."):
             assert torch.allclose(value, resumed.state_dict()[key], atol=1e-6), key
+
+
+def test_weight_watch_logs_every_n_batches_and_warns_once(compose_cfg, tmp_path, caplog):
+    cfg = _toy(compose_cfg, tmp_path, "callbacks.weights.every_n_batches=5", "callbacks.weights.warn_below=1.0")
+    module, dm = build_module(cfg), build_datamodule(cfg)
+    trainer = build_trainer(cfg, logger=CSVLogger(tmp_path, name="csv"), enable_progress_bar=False,
+                            enable_model_summary=False)
+    with caplog.at_level(logging.WARNING, logger="astdp.lit.watch"):
+        trainer.fit(module, datamodule=dm)
+    rows = list(csv.DictReader(open(next(tmp_path.glob("csv/*/metrics.csv")))))
+    logged = [int(r["step"]) + 1 for r in rows if r.get("train/symmetry/1_2")]  # the logger's step counts from 0
+    assert logged == [5, 10, 15, 16]  # every 5 batches and the epoch's last (16 batches)
+    assert {"train/symmetry", "train/symmetry/0_1", "train/symmetry/1_1", "train/w_norm/1_from_0_1_2"} <= set(rows[0])
+    warnings = [r.message for r in caplog.records if "turned antisymmetric" in r.message]
+    assert len(warnings) == 1 and "at batch 5" in warnings[0]  # every pair is below 1.0; said once
+
+
+def test_collapse_warning_names_the_worst_pair():
+    assert collapse_warning({"0_1": 0.0, "1_2": -0.98, "2_3": -0.6}, 300, -0.5).startswith(
+        "train/symmetry/1_2 = -0.98 at batch 300: the weights between layers 1 and 2")
+    assert collapse_warning({"0_1": 0.0, "1_2": -0.2}, 300, -0.5) is None and collapse_warning({}, 1, -0.5) is None
+
+
+@pytest.mark.parametrize("override", ["callbacks.weights.every_n_batches=0", "callbacks.weights.warn_below=-2"])
+def test_weight_watch_rejects_bad_settings(compose_cfg, tmp_path, override):
+    with pytest.raises(ConfigError, match="callbacks.weights"):
+        build_callbacks(_toy(compose_cfg, tmp_path, override))
 
 
 def test_no_autograd_in_the_learning_path(compose_cfg, tmp_path):

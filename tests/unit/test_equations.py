@@ -61,6 +61,21 @@ def test_init_is_uniform_xavier_and_asymmetric():
     assert net.symmetry_index() < 0.1  # two independent draws
 
 
+def test_pair_symmetry_reads_each_pair_of_layers_apart():
+    topo = Topology.build(3, [4, 5], 2)
+    net = Network.init(topo, generator=torch.Generator().manual_seed(0))
+    up, down = net.weights[topo.blocks_into[2][0]], net.weights[topo.blocks_into[1][-1]]  # h1 -> h2, h2 -> h1
+    assert up.shape == (5, 4) and down.shape == (4, 5)
+    down.copy_(-up.t())  # the h1-h2 loop made antisymmetric
+    pairs = net.pair_symmetry()
+    assert set(pairs) == {"0_1", "1_2", "2_3"}
+    assert abs(pairs["1_2"] + 1) < 1e-6 and abs(pairs["0_1"]) < 0.9 and abs(pairs["2_3"]) < 0.9
+    down.copy_(2 * up.t())
+    assert abs(net.pair_symmetry()["1_2"] - 1) < 1e-6
+    lateral = Network.init(Topology.build(3, [4], 2), generator=torch.Generator().manual_seed(0))
+    assert set(lateral.pair_symmetry()) == {"0_1", "1_1", "1_2"}  # a lateral layer is a pair with itself
+
+
 def test_one_step_matches_hand_computation():
     topo, net, dyn, relax = tiny()
     w, b = net.dense()

@@ -235,6 +235,23 @@ class Network(nn.Module):
         a, b = w[mask], w.t()[mask]
         return float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-12))
 
+    def pair_symmetry(self) -> dict[str, float]:
+        """The symmetry index of each two connected layers ``a <= b``, keyed ``"<a>_<b>"``: the cosine
+        between the weights ``a -> b`` and the transposed ``b -> a``. A loop whose index nears -1
+        rotates the states instead of settling them (docs/FINDINGS.md section 17)."""
+        w, _ = self.dense()
+        t = self.topology
+        mask = t.connected_mask().to(w.device)
+        out = {}
+        for a in range(t.n_layers):
+            for b in range(a, t.n_layers):
+                sa, sb = t.slice(a), t.slice(b)
+                both = mask[sa, sb] & mask[sb, sa].t()
+                if both.any():
+                    x, y = w[sa, sb][both], w[sb, sa].t()[both]
+                    out[f"{a}_{b}"] = float((x @ y) / (x.norm() * y.norm()).clamp_min(1e-12))
+        return out
+
     def clone(self) -> Network:
         net = Network(self.topology, [w.detach().clone() for w in self.weights],
                       [b.detach().clone() for b in self.biases], self.frozen, self.frozen_bias)

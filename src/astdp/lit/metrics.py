@@ -10,8 +10,8 @@ import torch
 TRAIN_DZ = "train/dz_abs"  # mean |dz| over the batch's relaxation steps
 TRAIN_FAKE = "train/fake_rate"  # fraction of hidden neurons with an active fake target
 TRAIN_COST = "train/cost"  # eq (6) visible cost of net_s at the end of the batch (backprop: the loss)
-TRAIN_SYMMETRY = "train/symmetry"  # cosine of W[i, j] and W[j, i], per epoch
-TRAIN_W_NORM = "train/w_norm"  # per epoch, one per block: train/w_norm/<post>_from_<pre> (layer indices)
+TRAIN_SYMMETRY = "train/symmetry"  # cosine of W[i, j] and W[j, i]; train/symmetry/<a>_<b> per pair of layers
+TRAIN_W_NORM = "train/w_norm"  # one per block: train/w_norm/<post>_from_<pre> (layer indices); both: lit/watch.py
 TRAIN_SAMPLES = "train/samples_seen"
 RUN_STATUS = "run/status"  # a search trial that did not finish: diverged | failed
 RUN_ERROR = "run/error"

@@ -133,12 +133,6 @@ class AstdpLitModule(LightningModule):
     def on_train_epoch_start(self) -> None:
         self.system.relaxer.plast.epoch = self.current_epoch  # learner.schedule=decay
 
-    def on_train_epoch_end(self) -> None:
-        net = self.system.net
-        self.log(M.TRAIN_SYMMETRY, net.symmetry_index())
-        self.log_dict({f"{M.TRAIN_W_NORM}/{net.topology.block_name(k)}": float(w.norm())
-                       for k, w in enumerate(net.weights)})  # drift of single blocks (docs/FINDINGS.md)
-
     # -- validation and test: learning rate zero, inputs clamped ---------------------------------
     def _infer(self, batch, acc: MulticlassAccuracy, tally: M.InferTally) -> torch.Tensor:
         x, y = batch
