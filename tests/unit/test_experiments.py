@@ -12,7 +12,7 @@ from astdp.factory import build_system
 # the settings of conf/experiment/fig3_rivalry.yaml and table3_order81.yaml, as plain dicts
 RIVALRY_NET = dict(model=model_cfg(), learner={"name": "unsupervised", "alpha": 0.05, "steps": 160},
                    depth={"hidden": [8]})
-ORDER_NET = dict(model=model_cfg(input_clamp="exact", beta_input=[1.0, 1.0], beta_output=[0.0, 0.5]),
+ORDER_NET = dict(model=model_cfg(input_clamp="exact", beta_input=[1.0, 1.0], beta_output=[0.0, 0.5], eps=[0.05, 0.04]),
                  learner={"name": "unsupervised", "alpha": 2e-3, "steps": 160}, depth={"hidden": [16]})
 
 
