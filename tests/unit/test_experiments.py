@@ -97,6 +97,17 @@ def test_order_task_reaches_100_percent_on_its_own_order():
     assert out["metrics"]["order/acc_83_160"] == 1.0
 
 
+@pytest.mark.slow
+def test_each_order_net_is_faster_on_its_own_order():
+    """Table 4 on seed 0 (experiment=table3_all's settings, the step sizes a tenth of the paper's):
+    at 40 test iterations each net is more accurate on the order it was trained on."""
+    m = order.run(**ORDER_NET, train_orders=("81", "83"), test_steps=(160, 40), test_cycles=4, plot=False,
+                  seed=0)["metrics"]
+    assert m["order/acc_net81_on81_160"] == m["order/acc_net83_on83_160"] == 1.0
+    assert m["order/acc_net81_on81_40"] > m["order/acc_net81_on83_40"]
+    assert m["order/acc_net83_on83_40"] > m["order/acc_net83_on81_40"]
+
+
 def test_order_refuses_unknown_orders_and_learners():
     with pytest.raises(ValueError, match="train_orders"):
         order.run(**ORDER_NET, train_orders=("82",))
