@@ -21,8 +21,11 @@ states differ between labels (mean ``|h - mean over labels|``; 0: every label gi
 then, after 2 to 160 generation steps, the fraction of generated digits a backprop judge reads as
 the clamped label and the spread within a label (``generation.judge``'s two numbers).
 
+With ``--blocks``: only each weight block's norm, mean and largest entry, each layer's biases, and
+the persistent training states of each layer in each network (mean, fraction at each bound).
+
 With ``--symmetry``: only the symmetry index of the whole net and of each pair of connected layers
-(``train/symmetry`` and ``train/symmetry/<a>_<b>`` of training's weight watch), no data needed.
+(``train/symmetry`` and ``train/symmetry/<a>_<b>`` of training's watch, ``callbacks.watch``), no data needed.
 """
 
 from __future__ import annotations
@@ -99,11 +102,31 @@ def dz_profile(system, x: torch.Tensor, y: torch.Tensor, alpha: float | None) ->
     return [float(step["dz"][:, hs].abs().mean()) for step in stats.trace]
 
 
+def block_stats(system) -> None:
+    """Norm, mean and largest entry of each weight block; range of each layer's biases."""
+    t = system.topology
+    for k, w in enumerate(system.net.weights):
+        print(f"  block {t.block_name(k):10s} {tuple(w.shape)}  norm {float(w.norm()):7.2f}  mean {float(w.mean()):+.4f}"
+              f"  max |w| {float(w.abs().max()):.3f}")
+    for layer, b in enumerate(system.net.biases):
+        print(f"  biases of layer {layer}: mean {float(b.mean()):+.3f}, from {float(b.min()):+.3f} to {float(b.max()):+.3f}")
+
+
+def train_state_stats(system) -> None:
+    """Per layer and network, the persistent training states: mean and fraction at each bound."""
+    t, s = system.topology, system.train_state.s
+    lo, hi = system.dynamics.bounds or (float("-inf"), float("inf"))
+    for layer in range(t.n_layers):
+        for n, name in enumerate(("net_s", "net_l")):
+            x = s[n][:, t.slice(layer)]
+            print(f"  training states, layer {layer}, {name}: mean {float(x.mean()):.3f}, at lo "
+                  f"{float((x <= lo).float().mean()):.3f} / hi {float((x >= hi).float().mean()):.3f}")
+
+
 @torch.no_grad()
 def generation_stats(system, steps=(1, 5, 20, 160)) -> None:
     t = system.topology
-    for k, w in enumerate(system.net.weights):
-        print(f"  block {t.block_name(k):10s} {tuple(w.shape)}  norm {float(w.norm()):7.2f}  max |w| {float(w.abs().max()):.3f}")
+    block_stats(system)
     lo, hi = system.dynamics.bounds or (float("-inf"), float("inf"))
     for n in steps:
         y = torch.arange(t.sizes[-1])
@@ -138,9 +161,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--generation", action="store_true", help="only the weight blocks and the hidden states while generating")
     p.add_argument("--symmetry", action="store_true", help="only the symmetry index, whole net and per pair of layers")
+    p.add_argument("--blocks", action="store_true", help="only the weight blocks, biases and persistent training states")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     for path in args.checkpoints:
+        if args.blocks:
+            print(path)
+            system = load(path)[0]
+            block_stats(system)
+            train_state_stats(system)
+            continue
         if args.symmetry:
             net = load(path)[0].net
             pairs = "  ".join(f"{k} {v:+.3f}" for k, v in net.pair_symmetry().items())

@@ -15,7 +15,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from astdp.lit.build import build_callbacks, build_datamodule, build_module, build_trainer
 from astdp.lit.config import ConfigError
-from astdp.lit.watch import collapse_warning
+from astdp.lit.watch import Silence, collapse_warning
 from tests.conftest import FALLBACK_DATA, FALLBACK_MNIST, ROOT, TINY, TOY, last_line
 
 SHARED_MNIST = ROOT.parent / "shared" / "data"
@@ -130,7 +130,7 @@ def test_resume_continues_the_persistent_states(compose_cfg, tmp_path, schedule)
 
 
 def test_weight_watch_logs_every_n_batches_and_warns_once(compose_cfg, tmp_path, caplog):
-    cfg = _toy(compose_cfg, tmp_path, "callbacks.weights.every_n_batches=5", "callbacks.weights.warn_below=1.0")
+    cfg = _toy(compose_cfg, tmp_path, "callbacks.watch.every_n_batches=5", "callbacks.watch.warn_below=1.0")
     module, dm = build_module(cfg), build_datamodule(cfg)
     trainer = build_trainer(cfg, logger=CSVLogger(tmp_path, name="csv"), enable_progress_bar=False,
                             enable_model_summary=False)
@@ -150,9 +150,18 @@ def test_collapse_warning_names_the_worst_pair():
     assert collapse_warning({"0_1": 0.0, "1_2": -0.2}, 300, -0.5) is None and collapse_warning({}, 1, -0.5) is None
 
 
-@pytest.mark.parametrize("override", ["callbacks.weights.every_n_batches=0", "callbacks.weights.warn_below=-2"])
+def test_silence_warns_once_after_the_given_batches_in_a_row():
+    silence = Silence(1e-4, 3)
+    said = [silence.update(dz, b) for b, dz in enumerate([3e-3, 2e-3, 1e-9, 1e-9, 5e-3, 1e-9, 1e-9, 1e-9, 1e-9], 1)]
+    assert [b for b, w in enumerate(said, 1) if w] == [8]  # the quiet run at batches 3-4 was broken by batch 5
+    assert said[7].startswith("train/dz_abs = 1.0e-09 at batch 8, below 0.0001 of its peak 5.0e-03 for 3 batches")
+    assert not any(Silence(1e-4, 3).update(dz, 1) for dz in [1e-3, 5e-4, 2e-4, 1e-4, 8e-5])  # a run that settles
+
+
+@pytest.mark.parametrize("override", ["callbacks.watch.every_n_batches=0", "callbacks.watch.warn_below=-2",
+                                      "callbacks.watch.silent_ratio=1", "callbacks.watch.silent_batches=0"])
 def test_weight_watch_rejects_bad_settings(compose_cfg, tmp_path, override):
-    with pytest.raises(ConfigError, match="callbacks.weights"):
+    with pytest.raises(ConfigError, match="callbacks.watch"):
         build_callbacks(_toy(compose_cfg, tmp_path, override))
 
 
