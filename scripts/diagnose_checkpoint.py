@@ -21,8 +21,9 @@ states differ between labels (mean ``|h - mean over labels|``; 0: every label gi
 then, after 2 to 160 generation steps, the fraction of generated digits a backprop judge reads as
 the clamped label and the spread within a label (``generation.judge``'s two numbers).
 
-With ``--blocks``: only each weight block's norm, mean and largest entry, each layer's biases, and
-the persistent training states of each layer in each network (mean, fraction at each bound).
+With ``--blocks``: only each weight block's norm, mean and largest entry, each layer's biases, the
+persistent training states of each layer in each network (mean, fraction at each bound), and the
+output units that net_l holds at the lower bound.
 
 With ``--symmetry``: only the symmetry index of the whole net and of each pair of connected layers
 (``train/symmetry`` and ``train/symmetry/<a>_<b>`` of training's watch, ``callbacks.watch``), no data needed.
@@ -113,7 +114,8 @@ def block_stats(system) -> None:
 
 
 def train_state_stats(system) -> None:
-    """Per layer and network, the persistent training states: mean and fraction at each bound."""
+    """Per layer and network, the persistent training states: mean and fraction at each bound; per
+    output unit, the fraction of slots where net_l holds it at the lower bound (1.00: a dead output)."""
     t, s = system.topology, system.train_state.s
     lo, hi = system.dynamics.bounds or (float("-inf"), float("inf"))
     for layer in range(t.n_layers):
@@ -121,6 +123,8 @@ def train_state_stats(system) -> None:
             x = s[n][:, t.slice(layer)]
             print(f"  training states, layer {layer}, {name}: mean {float(x.mean()):.3f}, at lo "
                   f"{float((x <= lo).float().mean()):.3f} / hi {float((x >= hi).float().mean()):.3f}")
+    out = s[1][:, t.slice(t.output_layer)] <= lo  # (slots, n_out)
+    print("  output units of net_l at lo, fraction of slots: " + " ".join(f"{float(f):.2f}" for f in out.float().mean(0)))
 
 
 @torch.no_grad()
