@@ -154,6 +154,10 @@ class Topology:
         return mask
 
 
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-12))
+
+
 class Network(nn.Module):
     """Weights (one tensor per block) and biases (one tensor per layer) shared by net_s and net_l.
 
@@ -232,8 +236,7 @@ class Network(nn.Module):
         """Cosine between ``W[i, j]`` and ``W[j, i]`` over connected pairs (§4.2): 1 = symmetric."""
         w, _ = self.dense()
         mask = self.topology.connected_mask().to(w.device)
-        a, b = w[mask], w.t()[mask]
-        return float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-12))
+        return _cosine(w[mask], w.t()[mask])
 
     def pair_symmetry(self) -> dict[str, float]:
         """The symmetry index of each two connected layers ``a <= b``, keyed ``"<a>_<b>"``: the cosine
@@ -248,8 +251,7 @@ class Network(nn.Module):
                 sa, sb = t.slice(a), t.slice(b)
                 both = mask[sa, sb] & mask[sb, sa].t()
                 if both.any():
-                    x, y = w[sa, sb][both], w[sb, sa].t()[both]
-                    out[f"{a}_{b}"] = float((x @ y) / (x.norm() * y.norm()).clamp_min(1e-12))
+                    out[f"{a}_{b}"] = _cosine(w[sa, sb][both], w[sb, sa].t()[both])
         return out
 
     def clone(self) -> Network:
