@@ -40,6 +40,11 @@ def test_toy_train_then_evaluate_with_wandb_offline(run_script, tmp_path):
     assert list((run / "wandb").glob("offline-run-*")), "W&B offline run folder missing"
     ckpt = run / "checkpoints" / "last.ckpt"
     assert ckpt.exists() and (run / ".hydra" / "config.yaml").exists()
+    sym = run_script("scripts/diagnose_checkpoint.py", "--symmetry", str(ckpt)).stdout
+    assert " pairs 0_1 " in sym and " 1_1 " in sym and " 1_2 " in sym
+    blocks = run_script("scripts/diagnose_checkpoint.py", "--blocks", str(ckpt)).stdout.splitlines()
+    assert sum("training states, layer" in ln for ln in blocks) == 3 * 2  # 3 layers x 2 networks
+    assert len(blocks[-1].split(":")[1].split()) == 8  # one fraction per output unit
 
     proc = run_script("evaluate.py", f"ckpt_path={ckpt}", "test_steps=[5,10]", "+data.stride=3")
     (ev,) = [p for p in run_dirs(tmp_path) if "/eval/" in str(p)]
@@ -129,7 +134,7 @@ def test_resume_continues_the_persistent_states(compose_cfg, tmp_path, schedule)
             assert torch.allclose(value, resumed.state_dict()[key], atol=1e-6), key
 
 
-def test_weight_watch_logs_every_n_batches_and_warns_once(compose_cfg, tmp_path, caplog):
+def test_training_watch_logs_every_n_batches_and_warns_once(compose_cfg, tmp_path, caplog):
     cfg = _toy(compose_cfg, tmp_path, "callbacks.watch.every_n_batches=5", "callbacks.watch.warn_below=1.0")
     module, dm = build_module(cfg), build_datamodule(cfg)
     trainer = build_trainer(cfg, logger=CSVLogger(tmp_path, name="csv"), enable_progress_bar=False,
@@ -160,7 +165,7 @@ def test_silence_warns_once_after_the_given_batches_in_a_row():
 
 @pytest.mark.parametrize("override", ["callbacks.watch.every_n_batches=0", "callbacks.watch.warn_below=-2",
                                       "callbacks.watch.silent_ratio=1", "callbacks.watch.silent_batches=0"])
-def test_weight_watch_rejects_bad_settings(compose_cfg, tmp_path, override):
+def test_training_watch_rejects_bad_settings(compose_cfg, tmp_path, override):
     with pytest.raises(ConfigError, match="callbacks.watch"):
         build_callbacks(_toy(compose_cfg, tmp_path, override))
 

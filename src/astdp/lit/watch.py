@@ -53,8 +53,8 @@ class Silence:
         if self.quiet != self.batches:
             return None
         return (f"train/dz_abs = {dz:.1e} at batch {batch}, below {self.ratio:g} of its peak {self.peak:.1e} for "
-                f"{self.batches} batches: the two networks no longer differ, so nothing learns (the outputs are "
-                f"stuck at a bound); warm the rate up (learner.warmup_batches=50) or lower learner.alpha")
+                f"{self.batches} batches: the two networks no longer differ, so nothing learns (as when the outputs "
+                f"are stuck at a bound in both); warm the rate up (learner.warmup_batches=50) or lower learner.alpha")
 
 
 class TrainingWatch(Callback):
