@@ -97,4 +97,5 @@ def build_system(
     learner_obj = LEARNERS[name](topology, dynamics, **kwargs)
     return System(topology, dynamics, plasticity, build_fake(model), learner_obj, batch_size, seed=seed,
                   readout=model.get("readout", "l"), infer_fake=bool(model.get("infer_fake", False)),
-                  persistent=bool(model.get("persistent", True)), device=device)
+                  persistent=bool(model.get("persistent", True)), tied=bool(model.get("tied", False)),
+                  device=device)

@@ -16,9 +16,9 @@ D = torch.float64
 
 
 def tiny(lateral=True, hidden=(1,), alpha=0.0, momentum=1.0, beta=(0.4, 0.5), eps=(0.5, 0.4), fake=False,
-         activation="sigmoid4", seed=0):
+         activation="sigmoid4", seed=0, tied=False):
     topo = Topology.build(1, list(hidden), 1, lateral)
-    net = Network.init(topo, generator=torch.Generator().manual_seed(seed), bias_init="uniform", dtype=D)
+    net = Network.init(topo, generator=torch.Generator().manual_seed(seed), bias_init="uniform", dtype=D, tied=tied)
     dyn = Dynamics(activation=activation, eps=eps, beta=beta, momentum=momentum)
     relax = Relaxer(net, dyn, Plasticity(alpha=alpha), FakeTargets(enabled=fake),
                     generator=torch.Generator().manual_seed(seed))
@@ -102,9 +102,9 @@ def test_equal_betas_give_zero_dz_and_no_learning():
     assert all(torch.allclose(a, b, rtol=0, atol=1e-14) for a, b in zip(before, net.weights))
 
 
-def one_update(freeze_input: bool = False):
+def one_update(freeze_input: bool = False, tied: bool = False):
     """One learning step of the tiny 1-2-1 net (lateral) from fixed states: (topo, dW, db, dz, z_s)."""
-    topo, net, dyn, relax = tiny(hidden=(2,), alpha=0.01)
+    topo, net, dyn, relax = tiny(hidden=(2,), alpha=0.01, tied=tied)
     if freeze_input:
         net.freeze_from(topo.input_layer)
     before_w, before_b = net.dense()
@@ -125,6 +125,30 @@ def test_update_is_post_change_times_pre_rate():
     # sign: hidden neuron 2 rose in net_l (dz > 0) and neuron 1 fell; the input's rate is positive,
     # so the input's weight onto neuron 2 grows and onto neuron 1 shrinks
     assert dw[2, 0] > 0 and dw[1, 0] < 0
+
+
+def test_tied_weights_start_symmetric_and_learn_both_directions_sum():
+    """``tied``: W = W^T from the start (lateral and deep nets), and one update gives each pair
+    ``dz_i rho_j + rho_i dz_j`` (the change of ``rho_i rho_j`` to first order)."""
+    for topo in (Topology.build(3, [4], 2), Topology.build(3, [4, 5], 2)):
+        w, _ = Network.init(topo, generator=torch.Generator().manual_seed(0), tied=True).dense()
+        torch.testing.assert_close(w, w.t(), rtol=0, atol=0)
+        assert int((w != 0).sum()) == int(topo.connected_mask().sum())  # nothing unconnected filled in
+    topo, net, dw, db, dz, z_s = one_update(tied=True)
+    one_way = 0.01 * torch.outer(dz, z_s)
+    torch.testing.assert_close(dw, (one_way + one_way.t()) * topo.connected_mask(), rtol=0, atol=1e-14)
+    torch.testing.assert_close(db, 0.01 * dz, rtol=0, atol=1e-14)
+    assert net.symmetry_index() > 1 - 1e-12
+
+
+def test_tied_weights_leave_a_pair_with_a_frozen_side_untied():
+    topo, net, dw, _, dz, z_s = one_update(freeze_input=True, tied=True)
+    one_way = 0.01 * torch.outer(dz, z_s)
+    expected = (one_way + one_way.t()) * topo.connected_mask()
+    inp, hid = topo.slice(topo.input_layer), topo.hidden_slice
+    expected[hid, inp] = 0.0  # frozen columns
+    expected[inp, hid] = one_way[inp, hid]  # the other direction learns alone
+    torch.testing.assert_close(dw, expected, rtol=0, atol=1e-14)
 
 
 def test_weights_from_a_frozen_sender_keep_their_values_and_the_rest_follow_eq15():

@@ -16,6 +16,14 @@ that are not connected (no dense N x N matrix, no masks except the lateral diago
 Initialisation (§3.1): ``W[i, j] ~ U(-x, x)``, ``x = sqrt(6 / fan_in(i))``, with independent draws
 for ``W[i, j]`` and ``W[j, i]`` (the weights are asymmetric and never symmetrised). Biases are zero
 by default (``bias_init="uniform"`` draws them like the weights).
+
+Tied weights (``tied=True``, an option beside the paper, as in Equilibrium Propagation): one
+weight per pair of neurons, ``W[j, i] = W[i, j]``. The blocks still hold both directions; they
+start symmetric (the block towards the outputs is drawn, its transpose copied back) and
+:meth:`Network.tie_` restores the symmetry after learning by giving each pair the sum of both
+directions' updates: ``W[i, j] += dW[i, j] + dW[j, i]``. Summed over both directions, eq (15)'s
+``dz_i rho_j + rho_i dz_j`` is the change of ``rho_i rho_j`` between the two networks to first
+order, the contrastive update of Equilibrium Propagation. Pairs with a frozen side stay untied.
 """
 
 from __future__ import annotations
@@ -167,9 +175,10 @@ class Network(nn.Module):
     """
 
     def __init__(self, topology: Topology, weights: list[torch.Tensor], biases: list[torch.Tensor],
-                 frozen: set[int] | None = None, frozen_bias: set[int] | None = None) -> None:
+                 frozen: set[int] | None = None, frozen_bias: set[int] | None = None, tied: bool = False) -> None:
         super().__init__()
         self.topology = topology
+        self.tied = bool(tied)  # W[j, i] = W[i, j], kept by tie_ after every learning run
         self.weights = nn.ParameterList(nn.Parameter(w, requires_grad=False) for w in weights)  # (n_post, hi - lo)
         self.biases = nn.ParameterList(nn.Parameter(b, requires_grad=False) for b in biases)  # (n_l,)
         self.frozen: set[int] = set(frozen or ())  # block indices that do not learn
@@ -184,6 +193,7 @@ class Network(nn.Module):
         bias_init: str = "zero",
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
+        tied: bool = False,
     ) -> Network:
         if bias_init not in ("zero", "uniform"):
             raise ValueError(f"model.bias_init must be 'zero' or 'uniform', got {bias_init!r}")
@@ -200,9 +210,47 @@ class Network(nn.Module):
                 bound = math.sqrt(6.0 / topology.fan_in(layer))
                 b = (torch.rand(size, generator=generator, dtype=dtype) * 2 - 1) * bound
             biases.append(b.to(device))
-        net = cls(topology, weights, biases)
+        net = cls(topology, weights, biases, tied=tied)
+        if tied:
+            for ab, ba in net.pair_views():
+                if ba is None:  # lateral: mirror the upper triangle
+                    ab.copy_(ab.triu(1) + ab.triu(1).t())
+                else:
+                    ab.copy_(ba.t())  # ab is into the lower layer: copy the forward draw back
         net.zero_self_connections()
         return net
+
+    def pair_views(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """``(W into a from b, W into b from a)`` views for every connected pair of layers ``a < b``
+        whose two directions both learn (not frozen, not frozen columns), and ``(W into a from a,
+        None)`` for a lateral layer. The views share memory with the stored blocks."""
+        t = self.topology
+        views: dict[tuple[int, int], torch.Tensor] = {}
+        for k, blk in enumerate(t.blocks):
+            if k in self.frozen:
+                continue
+            for pre in t.block_senders(k):
+                lo = t.offsets[pre] - blk.lo
+                if lo >= self.frozen_cols.get(k, 0):
+                    views[(blk.post, pre)] = self.weights[k][:, lo : lo + t.sizes[pre]]
+        out: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        for (a, b), w in views.items():
+            if a == b:
+                out.append((w, None))
+            elif a < b and (b, a) in views:
+                out.append((w, views[(b, a)]))
+        return out
+
+    def tie_(self, before: list[torch.Tensor]) -> None:
+        """Restore ``W[j, i] = W[i, j]`` after learning: each pair's new weight is its value
+        ``before`` (one tensor per :meth:`pair_views` entry, its first view, taken while tied) plus
+        the changes of both directions since."""
+        for (ab, ba), old in zip(self.pair_views(), before):
+            new = ab + (ab.t() if ba is None else ba.t()) - old
+            ab.copy_(new)
+            if ba is not None:
+                ba.copy_(new.t())
+        self.zero_self_connections()
 
     def zero_self_connections(self) -> None:
         for blk, w in zip(self.topology.blocks, self.weights):
@@ -256,7 +304,7 @@ class Network(nn.Module):
 
     def clone(self) -> Network:
         net = Network(self.topology, [w.detach().clone() for w in self.weights],
-                      [b.detach().clone() for b in self.biases], self.frozen, self.frozen_bias)
+                      [b.detach().clone() for b in self.biases], self.frozen, self.frozen_bias, self.tied)
         net.frozen_cols = dict(self.frozen_cols)
         return net
 
