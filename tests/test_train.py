@@ -114,6 +114,16 @@ def test_global_step_counts_training_batches(compose_cfg, tmp_path):
     assert trainer.global_step == 5 and int(module.samples_seen) == 5 * 8
 
 
+def test_tied_weights_stay_symmetric_through_training(compose_cfg, tmp_path):
+    cfg = _toy(compose_cfg, tmp_path, "model.tied=true", "trainer.max_steps=6")
+    module, dm = build_module(cfg), build_datamodule(cfg)
+    start = [w.clone() for w in module.system.net.weights]
+    build_trainer(cfg, logger=False, enable_progress_bar=False, enable_model_summary=False).fit(module, datamodule=dm)
+    net = module.system.net
+    assert net.tied and net.symmetry_index() > 1 - 1e-6
+    assert all(not torch.equal(a, b) for a, b in zip(start, net.weights))  # every block learned
+
+
 @pytest.mark.parametrize("schedule", [[], ["learner.schedule=cosine", "learner.total_batches=32", "learner.warmup_batches=4"]])
 def test_resume_continues_the_persistent_states(compose_cfg, tmp_path, schedule):
     """Also the rate schedule: it reads global_step, which the checkpoint restores."""
