@@ -115,12 +115,12 @@ def test_global_step_counts_training_batches(compose_cfg, tmp_path):
 
 
 def test_tied_weights_stay_symmetric_through_training(compose_cfg, tmp_path):
-    cfg = _toy(compose_cfg, tmp_path, "model.tied=true", "trainer.max_steps=6")
+    cfg = _toy(compose_cfg, tmp_path, "model.pairs=tied", "trainer.max_steps=6")
     module, dm = build_module(cfg), build_datamodule(cfg)
     start = [w.clone() for w in module.system.net.weights]
     build_trainer(cfg, logger=False, enable_progress_bar=False, enable_model_summary=False).fit(module, datamodule=dm)
     net = module.system.net
-    assert net.tied and net.symmetry_index() > 1 - 1e-6
+    assert net.pairs == "tied" and net.symmetry_index() > 1 - 1e-6
     assert all(not torch.equal(a, b) for a, b in zip(start, net.weights))  # every block learned
 
 

@@ -36,7 +36,7 @@ class System(nn.Module):
         readout: str = "l",
         infer_fake: bool = False,
         persistent: bool = True,
-        tied: bool = False,
+        pairs: str = "own",
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
@@ -49,7 +49,7 @@ class System(nn.Module):
         self.batch_size, self.readout, self.infer_fake = batch_size, READOUTS[readout], infer_fake
         self.persistent, self.seed = bool(persistent), int(seed)
         self.generator = torch.Generator().manual_seed(seed)
-        self.net = Network.init(topology, generator=self.generator, dtype=dtype, device=device, tied=tied)
+        self.net = Network.init(topology, generator=self.generator, dtype=dtype, device=device, pairs=pairs)
         device_gen = self.generator if torch.device(device).type == "cpu" else torch.Generator(device).manual_seed(seed)
         self.relaxer = Relaxer(self.net, dynamics, plasticity, fake, generator=device_gen)
         self._device_rng: torch.Tensor | None = None  # a device generator state waiting for the move

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from astdp.core import fake_target
@@ -16,9 +17,9 @@ D = torch.float64
 
 
 def tiny(lateral=True, hidden=(1,), alpha=0.0, momentum=1.0, beta=(0.4, 0.5), eps=(0.5, 0.4), fake=False,
-         activation="sigmoid4", seed=0, tied=False):
+         activation="sigmoid4", seed=0, pairs="own"):
     topo = Topology.build(1, list(hidden), 1, lateral)
-    net = Network.init(topo, generator=torch.Generator().manual_seed(seed), bias_init="uniform", dtype=D, tied=tied)
+    net = Network.init(topo, generator=torch.Generator().manual_seed(seed), bias_init="uniform", dtype=D, pairs=pairs)
     dyn = Dynamics(activation=activation, eps=eps, beta=beta, momentum=momentum)
     relax = Relaxer(net, dyn, Plasticity(alpha=alpha), FakeTargets(enabled=fake),
                     generator=torch.Generator().manual_seed(seed))
@@ -102,9 +103,9 @@ def test_equal_betas_give_zero_dz_and_no_learning():
     assert all(torch.allclose(a, b, rtol=0, atol=1e-14) for a, b in zip(before, net.weights))
 
 
-def one_update(freeze_input: bool = False, tied: bool = False):
+def one_update(freeze_input: bool = False, pairs: str = "own"):
     """One learning step of the tiny 1-2-1 net (lateral) from fixed states: (topo, dW, db, dz, z_s)."""
-    topo, net, dyn, relax = tiny(hidden=(2,), alpha=0.01, tied=tied)
+    topo, net, dyn, relax = tiny(hidden=(2,), alpha=0.01, pairs=pairs)
     if freeze_input:
         net.freeze_from(topo.input_layer)
     before_w, before_b = net.dense()
@@ -127,22 +128,26 @@ def test_update_is_post_change_times_pre_rate():
     assert dw[2, 0] > 0 and dw[1, 0] < 0
 
 
-def test_tied_weights_start_symmetric_and_learn_both_directions_sum():
-    """``tied``: W = W^T from the start (lateral and deep nets), and one update gives each pair
-    ``dz_i rho_j + rho_i dz_j`` (the change of ``rho_i rho_j`` to first order)."""
+def test_shared_pairs_learn_the_sum_of_both_directions_and_tied_ones_start_equal():
+    """``pairs="shared"``: one update gives both synapses of a pair ``dz_i rho_j + rho_i dz_j``;
+    ``"tied"``: also W = W^T from the start (lateral and deep nets), so it stays symmetric."""
     for topo in (Topology.build(3, [4], 2), Topology.build(3, [4, 5], 2)):
-        w, _ = Network.init(topo, generator=torch.Generator().manual_seed(0), tied=True).dense()
+        w, _ = Network.init(topo, generator=torch.Generator().manual_seed(0), pairs="tied").dense()
         torch.testing.assert_close(w, w.t(), rtol=0, atol=0)
         assert int((w != 0).sum()) == int(topo.connected_mask().sum())  # nothing unconnected filled in
-    topo, net, dw, db, dz, z_s = one_update(tied=True)
-    one_way = 0.01 * torch.outer(dz, z_s)
-    torch.testing.assert_close(dw, (one_way + one_way.t()) * topo.connected_mask(), rtol=0, atol=1e-14)
-    torch.testing.assert_close(db, 0.01 * dz, rtol=0, atol=1e-14)
+        assert Network.init(topo, generator=torch.Generator().manual_seed(0), pairs="shared").symmetry_index() < 0.5
+    for pairs in ("shared", "tied"):
+        topo, net, dw, db, dz, z_s = one_update(pairs=pairs)
+        one_way = 0.01 * torch.outer(dz, z_s)
+        torch.testing.assert_close(dw, (one_way + one_way.t()) * topo.connected_mask(), rtol=0, atol=1e-14)
+        torch.testing.assert_close(db, 0.01 * dz, rtol=0, atol=1e-14)
     assert net.symmetry_index() > 1 - 1e-12
+    with pytest.raises(ValueError, match="model.pairs must be one of"):
+        Network.init(topo, pairs="both")
 
 
-def test_tied_weights_leave_a_pair_with_a_frozen_side_untied():
-    topo, net, dw, _, dz, z_s = one_update(freeze_input=True, tied=True)
+def test_shared_pairs_leave_a_pair_with_a_frozen_side_to_its_own_updates():
+    topo, net, dw, _, dz, z_s = one_update(freeze_input=True, pairs="shared")
     one_way = 0.01 * torch.outer(dz, z_s)
     expected = (one_way + one_way.t()) * topo.connected_mask()
     inp, hid = topo.slice(topo.input_layer), topo.hidden_slice

@@ -234,7 +234,7 @@ class Relaxer:
         check_every = max(int(check_every), 1)
         step = 0
         done = False
-        tied_before = self._tied_snapshot(alpha > 0 and any(p.learn for p in phases))
+        pairs_before = self._pair_snapshot(alpha > 0 and any(p.learn for p in phases))
         for phase in phases:
             ws.set_targets(self.net.topology, phase.targets, state, self.dyn.activation)
             learn = phase.learn and alpha > 0
@@ -257,8 +257,8 @@ class Relaxer:
             self._defer_end(ws)
             if done:
                 break
-        if tied_before is not None:
-            self.net.tie_(tied_before)
+        if pairs_before is not None:
+            self.net.share_updates_(pairs_before)
         n = max(step, 1)
         t = self.net.topology
         n_hidden = t.hidden_slice.stop - t.hidden_slice.start
@@ -274,18 +274,16 @@ class Relaxer:
         """
         ws = self._workspace(state)
         ws.set_targets(self.net.topology, targets.values(), state, self.dyn.activation)
-        tied_before = self._tied_snapshot(alpha > 0)
+        pairs_before = self._pair_snapshot(alpha > 0)
         dmax, fired = self._advance(state, ws, fake_on, alpha, self.plast.scales(self.net.topology), track)
-        if tied_before is not None:
-            self.net.tie_(tied_before)
+        if pairs_before is not None:
+            self.net.share_updates_(pairs_before)
         return (dmax.clone() if track else None), ws.dz.clone(), (fired.bool() if fired is not None else None)
 
     # -- internals ----------------------------------------------------------------------------------
-    def _tied_snapshot(self, learns: bool) -> list[torch.Tensor] | None:
-        """With tied weights and learning on, each pair's weights before the run (for Network.tie_)."""
-        if not (self.net.tied and learns):
-            return None
-        return [ab.clone() for ab, _ in self.net.pair_views()]
+    def _pair_snapshot(self, learns: bool):
+        """With shared pair updates and learning on, the pairs' weights before the run."""
+        return self.net.pair_snapshot() if learns and self.net.pairs != "own" else None
 
     def _workspace(self, state: State) -> _Workspace:
         s = state.s

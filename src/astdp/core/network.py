@@ -17,13 +17,14 @@ Initialisation (§3.1): ``W[i, j] ~ U(-x, x)``, ``x = sqrt(6 / fan_in(i))``, wit
 for ``W[i, j]`` and ``W[j, i]`` (the weights are asymmetric and never symmetrised). Biases are zero
 by default (``bias_init="uniform"`` draws them like the weights).
 
-Tied weights (``tied=True``, an option beside the paper, as in Equilibrium Propagation): one
-weight per pair of neurons, ``W[j, i] = W[i, j]``. The blocks still hold both directions; they
-start symmetric (the block towards the outputs is drawn, its transpose copied back) and
-:meth:`Network.tie_` restores the symmetry after learning by giving each pair the sum of both
-directions' updates: ``W[i, j] += dW[i, j] + dW[j, i]``. Summed over both directions, eq (15)'s
-``dz_i rho_j + rho_i dz_j`` is the change of ``rho_i rho_j`` between the two networks to first
-order, the contrastive update of Equilibrium Propagation. Pairs with a frozen side stay untied.
+Pairs of synapses (``pairs``; options beside the paper, which keeps ``"own"``): with ``"own"``
+each of ``W[i, j]`` and ``W[j, i]`` learns its own eq (15) update. With ``"shared"`` both learn
+the sum of the two, ``dz_i rho_j + rho_i dz_j``, which is the change of ``rho_i rho_j`` between the
+two networks to first order (the contrastive update of Equilibrium Propagation): what they learn
+is symmetric, their initial difference stays. ``"tied"`` also starts them equal (the block towards
+the outputs is drawn and its transpose copied back), so ``W[j, i] = W[i, j]`` throughout, as in
+Equilibrium Propagation. :meth:`Network.share_updates_` applies the sum after each learning run.
+Pairs with a frozen side keep their own updates.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from functools import cached_property
 
 import torch
 from torch import nn
+
+PAIRS = ("own", "shared", "tied")
 
 
 @dataclass(frozen=True)
@@ -175,10 +178,12 @@ class Network(nn.Module):
     """
 
     def __init__(self, topology: Topology, weights: list[torch.Tensor], biases: list[torch.Tensor],
-                 frozen: set[int] | None = None, frozen_bias: set[int] | None = None, tied: bool = False) -> None:
+                 frozen: set[int] | None = None, frozen_bias: set[int] | None = None, pairs: str = "own") -> None:
         super().__init__()
+        if pairs not in PAIRS:
+            raise ValueError(f"model.pairs must be one of {PAIRS}, got {pairs!r}")
         self.topology = topology
-        self.tied = bool(tied)  # W[j, i] = W[i, j], kept by tie_ after every learning run
+        self.pairs = pairs  # own | shared | tied: how the two synapses of a pair learn (module docstring)
         self.weights = nn.ParameterList(nn.Parameter(w, requires_grad=False) for w in weights)  # (n_post, hi - lo)
         self.biases = nn.ParameterList(nn.Parameter(b, requires_grad=False) for b in biases)  # (n_l,)
         self.frozen: set[int] = set(frozen or ())  # block indices that do not learn
@@ -193,7 +198,7 @@ class Network(nn.Module):
         bias_init: str = "zero",
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
-        tied: bool = False,
+        pairs: str = "own",
     ) -> Network:
         if bias_init not in ("zero", "uniform"):
             raise ValueError(f"model.bias_init must be 'zero' or 'uniform', got {bias_init!r}")
@@ -210,8 +215,8 @@ class Network(nn.Module):
                 bound = math.sqrt(6.0 / topology.fan_in(layer))
                 b = (torch.rand(size, generator=generator, dtype=dtype) * 2 - 1) * bound
             biases.append(b.to(device))
-        net = cls(topology, weights, biases, tied=tied)
-        if tied:
+        net = cls(topology, weights, biases, pairs=pairs)
+        if pairs == "tied":
             for ab, ba in net.pair_views():
                 if ba is None:  # lateral: mirror the upper triangle
                     ab.copy_(ab.triu(1) + ab.triu(1).t())
@@ -241,15 +246,20 @@ class Network(nn.Module):
                 out.append((w, views[(b, a)]))
         return out
 
-    def tie_(self, before: list[torch.Tensor]) -> None:
-        """Restore ``W[j, i] = W[i, j]`` after learning: each pair's new weight is its value
-        ``before`` (one tensor per :meth:`pair_views` entry, its first view, taken while tied) plus
-        the changes of both directions since."""
-        for (ab, ba), old in zip(self.pair_views(), before):
-            new = ab + (ab.t() if ba is None else ba.t()) - old
-            ab.copy_(new)
-            if ba is not None:
-                ba.copy_(new.t())
+    def pair_snapshot(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Copies of :meth:`pair_views`, taken before a learning run for :meth:`share_updates_`."""
+        return [(ab.clone(), None if ba is None else ba.clone()) for ab, ba in self.pair_views()]
+
+    def share_updates_(self, before: list[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
+        """Give both synapses of every pair the sum of their changes since ``before``
+        (:meth:`pair_snapshot`): ``W[i, j] += dW[j, i]`` and ``W[j, i] += dW[i, j]``."""
+        for (ab, ba), (old_ab, old_ba) in zip(self.pair_views(), before):
+            if ba is None:  # lateral: the pair's other synapse is in the same matrix
+                ab.add_((ab - old_ab).t())
+            else:
+                d_ab = ab - old_ab
+                ab.add_((ba - old_ba).t())
+                ba.add_(d_ab.t())
         self.zero_self_connections()
 
     def zero_self_connections(self) -> None:
@@ -304,7 +314,7 @@ class Network(nn.Module):
 
     def clone(self) -> Network:
         net = Network(self.topology, [w.detach().clone() for w in self.weights],
-                      [b.detach().clone() for b in self.biases], self.frozen, self.frozen_bias, self.tied)
+                      [b.detach().clone() for b in self.biases], self.frozen, self.frozen_bias, self.pairs)
         net.frozen_cols = dict(self.frozen_cols)
         return net
 
