@@ -15,7 +15,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from astdp.lit.build import build_callbacks, build_datamodule, build_module, build_trainer
 from astdp.lit.config import ConfigError
-from astdp.lit.watch import Silence, collapse_warning
+from astdp.lit.watch import Silence, TrainingWatch, collapse_warning
 from tests.conftest import FALLBACK_DATA, FALLBACK_MNIST, ROOT, TINY, TOY, last_line
 
 SHARED_MNIST = ROOT.parent / "shared" / "data"
@@ -138,6 +138,9 @@ def test_resume_continues_the_persistent_states(compose_cfg, tmp_path, schedule)
     resumed, trainer, _ = _fit(_toy(compose_cfg, tmp_path / "r", "trainer.max_epochs=2", *schedule), tmp_path,
                                ckpt_path=str(ckpt))
     assert resumed.system.relaxer.plast.current_alpha == straight.system.relaxer.plast.current_alpha
+    watch = next(c for c in trainer.callbacks if isinstance(c, TrainingWatch))  # train/w_change: from the first start
+    fresh = build_module(_toy(compose_cfg, tmp_path / "f", "trainer.max_epochs=1", *schedule))
+    assert all(torch.equal(a, b) for a, b in zip(watch.start, fresh.system.net.weights))
     assert trainer.global_step == 32 and int(resumed.samples_seen) == int(straight.samples_seen)
     for key, value in straight.state_dict().items():
         if key.startswith("system."):
@@ -154,9 +157,24 @@ def test_training_watch_logs_every_n_batches_and_warns_once(compose_cfg, tmp_pat
     rows = list(csv.DictReader(open(next(tmp_path.glob("csv/*/metrics.csv")))))
     logged = [int(r["step"]) + 1 for r in rows if r.get("train/symmetry/1_2")]  # the logger's step counts from 0
     assert logged == [5, 10, 15, 16]  # every 5 batches and the epoch's last (16 batches)
-    assert {"train/symmetry", "train/symmetry/0_1", "train/symmetry/1_1", "train/w_norm/1_from_0_1_2"} <= set(rows[0])
+    assert {"train/symmetry", "train/symmetry/0_1", "train/symmetry/1_1", "train/w_norm/1_from_0_1_2",
+            "train/w_change/1_from_0_1_2"} <= set(rows[0])
+    change = [float(r["train/w_change/1_from_0_1_2"]) for r in rows if r.get("train/w_change/1_from_0_1_2")]
+    assert len(change) == 4 and 0 < change[0] and change[-1] > change[0]  # moves away from the start as it learns
     warnings = [r.message for r in caplog.records if "turned antisymmetric" in r.message]
     assert len(warnings) == 1 and "at batch 5" in warnings[0]  # every pair is below 1.0; said once
+
+
+def test_weight_change_is_measured_from_the_start():
+    from astdp.core.network import Network, Topology
+
+    net = Network.init(Topology.build(3, [4, 5], 2), generator=torch.Generator().manual_seed(0))
+    start = [w.clone() for w in net.weights]
+    net.weights[2].mul_(3)  # moved by twice its size
+    change = {k: v for k, v in TrainingWatch.measure(net, start).items() if k.startswith("train/w_change/")}
+    name = net.topology.block_name(2)
+    assert abs(change.pop(f"train/w_change/{name}") - 2) < 1e-6 and set(change.values()) == {0.0}
+    assert not any(k.startswith("train/w_change/") for k in TrainingWatch.measure(net))
 
 
 def test_collapse_warning_names_the_worst_pair():

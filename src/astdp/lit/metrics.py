@@ -12,6 +12,7 @@ TRAIN_FAKE = "train/fake_rate"  # fraction of hidden neurons with an active fake
 TRAIN_COST = "train/cost"  # eq (6) visible cost of net_s at the end of the batch (backprop: the loss)
 TRAIN_SYMMETRY = "train/symmetry"  # cosine of W[i, j] and W[j, i]; train/symmetry/<a>_<b> per pair of layers
 TRAIN_W_NORM = "train/w_norm"  # one per block: train/w_norm/<post>_from_<pre> (layer indices); both: lit/watch.py
+TRAIN_W_CHANGE = "train/w_change"  # one per block: |W - W_0| / |W_0|, W_0 the block when training began
 TRAIN_SAMPLES = "train/samples_seen"
 RUN_STATUS = "run/status"  # a search trial that did not finish: diverged | failed
 RUN_ERROR = "run/error"

@@ -1,7 +1,8 @@
 """Training health, watched while a run goes on, so that a broken run says so at once.
 
-- **Weights.** The symmetry index of the whole net and of each pair of layers, and each block's
-  norm, every N training batches. An antisymmetric loop (pair index near -1) rotates the states
+- **Weights.** The symmetry index of the whole net and of each pair of layers, each block's
+  norm, and how far each block has moved from where training began (``|W - W_0| / |W_0|``: which
+  layers learn at all), every N training batches. An antisymmetric loop (pair index near -1) rotates the states
   instead of settling them: that is what a collapsed deep net looks like (docs/FINDINGS.md sections
   17 and 19). Healthy nets keep every pair above about -0.25; in a collapse the pairs fall from
   there to below -0.9 within a few batches, as the training cost jumps.
@@ -58,8 +59,8 @@ class Silence:
 
 
 class TrainingWatch(Callback):
-    """Logs ``train/symmetry``, ``train/symmetry/<a>_<b>`` and ``train/w_norm/<block>`` every
-    ``every_n_batches`` training batches and at the last batch of each epoch, and warns once when a
+    """Logs ``train/symmetry``, ``train/symmetry/<a>_<b>``, ``train/w_norm/<block>`` and
+    ``train/w_change/<block>`` every ``every_n_batches`` training batches and at the last batch of each epoch, and warns once when a
     pair's index falls below ``warn_below``; warns once when ``train/dz_abs`` stays below
     ``silent_ratio`` x its peak for ``silent_batches`` batches. Backprop baselines are skipped."""
 
@@ -75,6 +76,18 @@ class TrainingWatch(Callback):
         self.every_n_batches, self.warn_below = every_n_batches, float(warn_below)
         self.silence = Silence(float(silent_ratio), silent_batches)
         self.warned: set[str] = set()
+        self.start: list | None = None  # the weights when training began; kept in checkpoints
+
+    def state_dict(self) -> dict:
+        return {"start": self.start} if self.start is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.start = state_dict.get("start")
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        system = getattr(pl_module, "system", None)
+        if system is not None and self.start is None:  # a resumed run keeps the first start
+            self.start = [w.detach().clone() for w in system.net.weights]
 
     def _warn(self, kind: str, message: str | None) -> None:
         if message and kind not in self.warned and is_rank_zero():
@@ -82,10 +95,14 @@ class TrainingWatch(Callback):
             self.warned.add(kind)
 
     @staticmethod
-    def measure(net) -> dict[str, float]:
+    def measure(net, start: list | None = None) -> dict[str, float]:
         out = {M.TRAIN_SYMMETRY: net.symmetry_index()}
         out.update({f"{M.TRAIN_SYMMETRY}/{k}": v for k, v in net.pair_symmetry().items()})
-        out.update({f"{M.TRAIN_W_NORM}/{net.topology.block_name(k)}": float(w.norm()) for k, w in enumerate(net.weights)})
+        names = [net.topology.block_name(k) for k in range(len(net.weights))]
+        out.update({f"{M.TRAIN_W_NORM}/{name}": float(w.norm()) for name, w in zip(names, net.weights)})
+        if start is not None:
+            out.update({f"{M.TRAIN_W_CHANGE}/{name}": float((w - w0.to(w.device)).norm() / w0.norm().clamp_min(1e-12))
+                        for name, w, w0 in zip(names, net.weights, start)})
         return out
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
@@ -98,7 +115,7 @@ class TrainingWatch(Callback):
             self._warn("silence", self.silence.update(float(dz), step))
         if not (step % self.every_n_batches == 0 or trainer.is_last_batch):
             return
-        values = self.measure(system.net)
+        values = self.measure(system.net, self.start)
         # straight to the loggers: a value given to self.log would be logged again at every later batch
         for logger in trainer.loggers:  # in the row of this batch's other train metrics (0-based batch)
             logger.log_metrics(values, step=step - 1)
