@@ -167,6 +167,21 @@ def test_weights_from_a_frozen_sender_keep_their_values_and_the_rest_follow_eq15
     torch.testing.assert_close(dw, expected, rtol=0, atol=1e-14)
 
 
+def test_feedback_alpha_scales_the_blocks_into_the_layer_below():
+    deep = Topology.build(3, [4, 5], 2)
+    names = [deep.block_name(k) for k in range(len(deep.blocks))]
+    blocks, layers = Plasticity(feedback_alpha=0.0, layer_alpha=(1, 8, 2, 1), layer_alpha_pairs=True).scales(deep)
+    feedback = {"0_from_1": 8.0, "1_from_2": 2.0, "2_from_3": 1.0}  # what the pair rates give them
+    assert {n: b for n, b in zip(names, blocks) if n in feedback} == dict.fromkeys(feedback, 0.0)
+    assert [b for n, b in zip(names, blocks) if n not in feedback] == [8.0, 2.0, 1.0] and layers == [1, 8, 2, 1]
+    same = Plasticity(block_alpha=dict.fromkeys(feedback, 0.5)).scales(deep)  # the by-name form agrees
+    assert same == Plasticity(feedback_alpha=0.5).scales(deep)
+    with pytest.raises(ValueError, match="depth.lateral=false"):
+        Plasticity(feedback_alpha=0.0).scales(Topology.build(3, [4], 2))  # lateral: feedback shares a block
+    with pytest.raises(ValueError, match="feedback_alpha must be"):
+        Plasticity(feedback_alpha=-1.0)
+
+
 def test_fake_target_fires_with_algorithm1_probability():
     gen = torch.Generator().manual_seed(0)
     dz = torch.tensor([0.01, -0.02, 0.05, 0.5]).repeat(20000, 1)

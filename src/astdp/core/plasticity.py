@@ -29,6 +29,8 @@ deep nets); with ``layer_alpha_pairs`` a weight block takes the multiplier of th
 layers it joins instead (``max(post, pre)``), so both directions between two layers learn at one
 rate (biases keep their own layer's); ``block_alpha[name]`` scales one weight block on top of
 that, by its name ``"<post>_from_<pre>"`` (:meth:`Topology.block_name`, e.g. ``"1_from_2"``: output -> hidden);
+``feedback_alpha`` scales every feedback block (from the layer above into the one below; 0: the
+feedback keeps its random draw, as in feedback alignment);
 ``weight_decay`` shrinks every learning weight once per training batch,
 ``W <- (1 - weight_decay * factor) W``.
 """
@@ -59,6 +61,7 @@ class Plasticity:
     layer_alpha: tuple[float, ...] | None = None  # per receiving layer rate multipliers (None: all 1)
     layer_alpha_pairs: bool = False  # weight blocks take layer_alpha of the upper layer they join
     block_alpha: dict[str, float] | None = None  # per block rate multipliers by block name (None: all 1)
+    feedback_alpha: float = 1.0  # rate multiplier of the blocks from a layer into the one below, >= 0
     weight_decay: float = 0.0  # per training batch, >= 0
     epoch: int = 0  # set by the training loop
     batch: int = 0  # training batches done so far (global), set by the training loop
@@ -88,6 +91,8 @@ class Plasticity:
             self.block_alpha = {str(k): float(v) for k, v in dict(self.block_alpha).items()}
             if min(self.block_alpha.values(), default=0.0) < 0:
                 raise ValueError(f"learner.block_alpha must map block names to numbers >= 0, got {self.block_alpha}")
+        if not (self.feedback_alpha >= 0 and math.isfinite(self.feedback_alpha)):
+            raise ValueError(f"learner.feedback_alpha must be a finite number >= 0, got {self.feedback_alpha}")
         if not 0.0 <= self.weight_decay < 1.0:
             raise ValueError(f"learner.weight_decay must lie in [0, 1), got {self.weight_decay}")
 
@@ -117,7 +122,7 @@ class Plasticity:
 
     def scales(self, topology) -> tuple[list[float], list[float]] | None:
         """Rate multipliers (per weight block, per bias layer), or None when all are 1."""
-        if self.layer_alpha is None and not self.block_alpha:
+        if self.layer_alpha is None and not self.block_alpha and self.feedback_alpha == 1.0:
             return None
         n_layers = topology.n_layers
         layer = self.layer_alpha or (1.0,) * n_layers
@@ -133,6 +138,14 @@ class Plasticity:
         else:
             block_layer = [b.post for b in topology.blocks]
         blocks = [layer[l] * (self.block_alpha or {}).get(name, 1.0) for l, name in zip(block_layer, names)]
+        if self.feedback_alpha != 1.0:
+            for k, blk in enumerate(topology.blocks):
+                above = [pre > blk.post for pre in topology.block_senders(k)]
+                if any(above) and not all(above):
+                    raise ValueError(f"learner.feedback_alpha needs feedback in blocks of its own, but block {names[k]} "
+                                     "mixes it with other senders (a lateral hidden layer): set depth.lateral=false")
+                if all(above):
+                    blocks[k] *= self.feedback_alpha
         return blocks, list(layer)
 
     def decay_weights(self, net: Network) -> None:
