@@ -142,8 +142,8 @@ class Plasticity:
             for k, blk in enumerate(topology.blocks):
                 above = [pre > blk.post for pre in topology.block_senders(k)]
                 if any(above) and not all(above):
-                    raise ValueError(f"learner.feedback_alpha needs feedback in blocks of its own, but block {names[k]} "
-                                     "mixes it with other senders (a lateral hidden layer): set depth.lateral=false")
+                    raise ValueError(f"learner.feedback_alpha needs feedback blocks of their own, but {names[k]} mixes "
+                                     "feedback with other senders (a lateral hidden layer): set depth.lateral=false")
                 if all(above):
                     blocks[k] *= self.feedback_alpha
         return blocks, list(layer)

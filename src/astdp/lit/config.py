@@ -165,8 +165,8 @@ def known_keys(group: str) -> frozenset[str]:
     elif group == "model":
         from astdp.core.dynamics import Dynamics
 
-        keys |= {*factory.dataclass_keys(Dynamics), "fake_target", "readout", "infer_fake", "persistent", "pairs", "reduction",
-                 "smoothing"}
+        keys |= {*factory.dataclass_keys(Dynamics), "fake_target", "readout", "infer_fake", "persistent", "pairs",
+                 "reduction", "smoothing"}
     elif group == "data":
         keys |= set(inspect.signature(AstdpDataModule.__init__).parameters) - {"self", "protocol"}
     elif group == "depth":

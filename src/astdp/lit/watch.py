@@ -2,10 +2,10 @@
 
 - **Weights.** The symmetry index of the whole net and of each pair of layers, each block's
   norm, and how far each block has moved from where training began (``|W - W_0| / |W_0|``: which
-  layers learn at all), every N training batches. An antisymmetric loop (pair index near -1) rotates the states
-  instead of settling them: that is what a collapsed deep net looks like (docs/FINDINGS.md sections
-  17 and 19). Healthy nets keep every pair above about -0.25; in a collapse the pairs fall from
-  there to below -0.9 within a few batches, as the training cost jumps.
+  layers learn at all), every N training batches. An antisymmetric loop (pair index near -1)
+  rotates the states instead of settling them: that is what a collapsed deep net looks like
+  (docs/FINDINGS.md sections 17 and 19). Healthy nets keep every pair above about -0.25; in a
+  collapse the pairs fall from there to below -0.9 within a few batches, as the training cost jumps.
 - **Silence.** When the two networks stop differing (the mean ``|dz|`` of a batch falls to a tiny
   fraction of its largest value so far, batch after batch), nothing learns any more: the outputs
   sit at a bound in both networks, where the target's pull cannot move them (section 21).
@@ -60,9 +60,10 @@ class Silence:
 
 class TrainingWatch(Callback):
     """Logs ``train/symmetry``, ``train/symmetry/<a>_<b>``, ``train/w_norm/<block>`` and
-    ``train/w_change/<block>`` every ``every_n_batches`` training batches and at the last batch of each epoch, and warns once when a
-    pair's index falls below ``warn_below``; warns once when ``train/dz_abs`` stays below
-    ``silent_ratio`` x its peak for ``silent_batches`` batches. Backprop baselines are skipped."""
+    ``train/w_change/<block>`` every ``every_n_batches`` training batches and at the last batch of
+    each epoch, and warns once when a pair's index falls below ``warn_below``; warns once when
+    ``train/dz_abs`` stays below ``silent_ratio`` x its peak for ``silent_batches`` batches.
+    Backprop baselines are skipped."""
 
     def __init__(self, every_n_batches: int = 50, warn_below: float = -0.5, silent_ratio: float = 1e-4,
                  silent_batches: int = 5) -> None:
