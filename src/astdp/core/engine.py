@@ -370,7 +370,7 @@ class Relaxer:
                 continue
             z_in = ws.z[0, :, blk.lo : blk.hi]  # (B, span), the same in both networks
             fixed[k] = z_in @ net.weights[k].t()  # (B, n_post)
-            if alpha > 0 and k not in net.frozen:
+            if alpha > 0 and k not in net.frozen and not (scales and scales[0][k] == 0.0):
                 rate = self.plast.rate(alpha, z_in.shape[0]) * (scales[0][k] if scales else 1.0)
                 ws.deferred.append((k, t.slice(blk.post), z_in, z_in @ z_in.t(), torch.zeros_like(fixed[k]), rate))
         ws.fixed = fixed or None
