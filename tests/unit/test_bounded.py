@@ -188,11 +188,12 @@ def test_weight_decay_shrinks_learning_weights_once_per_call():
     assert all(torch.allclose(w, 0.9 * w_0) for w, w_0 in list(zip(net.weights, w0))[1:])
 
 
-@pytest.mark.parametrize("case", ["plain", "scaled", "frozen_input_block", "deep", "inference"])
+@pytest.mark.parametrize("case", ["plain", "scaled", "frozen_input_block", "deep", "inference", "new_inputs"])
 def test_clamped_input_blocks_deferred_equal_per_step_updates(case):
     """With inputs set exactly, the blocks from them run once per phase (drive ``z_in W^T`` kept up to
-    date through ``z_in z_in^T``, updates summed and applied at the phase end); the states and
-    weights equal those of per-step GEMMs and updates (``defer_clamped=False``)."""
+    date through ``z_in z_in^T``, updates summed and applied at the phase end, drive and Gram matrix
+    carried to the next phase when it sets the same inputs); the states and weights equal those of
+    per-step GEMMs and updates (``defer_clamped=False``)."""
     hidden = (6, 5) if case == "deep" else (6,)
     results = []
     for defer in (True, False):
@@ -204,8 +205,17 @@ def test_clamped_input_blocks_deferred_equal_per_step_updates(case):
             relax.plast.block_alpha = {"1_from_0": 0.5}
         if case == "frozen_input_block":
             net.frozen = {k for k, b in enumerate(topo.blocks) if b.lo == 0 and b.post == 1}
+        if case == "new_inputs":  # the second phase sets other pixels: nothing may be carried
+            inp, out = phases[1].targets
+            x2 = torch.rand(inp.value.shape, generator=torch.Generator().manual_seed(9), dtype=D)
+            phases = [phases[0], Phase(4, [Target(0, x2, inp.beta, exact=True), out])]
         w0 = [w.clone() for w in net.weights]
         stats = relax.run(state, phases, track_tol=1e-3)
+        if defer:  # what is left for a next phase is the drive of the final weights
+            ws = next(iter(relax._workspaces.values()))
+            for k, drive in ws.carry[1].items():
+                z_in = ws.z[0, :, topo.blocks[k].lo : topo.blocks[k].hi]
+                torch.testing.assert_close(drive, z_in @ net.weights[k].t(), rtol=0, atol=1e-10)
         results.append((state.s.clone(), [w.clone() for w in net.weights], stats.converge_step))
     (s_a, w_a, c_a), (s_b, w_b, c_b) = results
     torch.testing.assert_close(s_a, s_b, rtol=0, atol=1e-10)

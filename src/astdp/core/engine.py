@@ -136,6 +136,7 @@ class _Workspace:
         self.fixed: dict[int, torch.Tensor] | None = None  # drive of blocks from clamped inputs (Relaxer._defer_begin)
         self.deferred: list[tuple] = []  # their summed updates, applied at the end of the phase
         self.deferred_keys: tuple[int, ...] = ()
+        self.carry: tuple | None = None  # (clamped inputs' z, their drives, Gram matrices) left by the last phase
 
     def fake_buffers(self) -> tuple[torch.Tensor, ...]:
         """(u, threshold, t_f, fired) of shape (B, N_hidden) and (beta * fired, t_f - s) of shape (2, B, N_hidden)."""
@@ -226,6 +227,7 @@ class Relaxer:
         batch = s.shape[1]
         dev, dt = s.device, s.dtype
         ws = self._workspace(state)
+        ws.carry = None  # the weights may have changed since the last call
         scales = self.plast.scales(self.net.topology)  # per-block / per-layer rates, once per call
         dz_sum = torch.zeros((), device=dev, dtype=dt)  # sum of |dz| over steps, samples, neurons
         fire_sum = torch.zeros((), device=dev, dtype=dt)  # number of fake targets fired
@@ -362,19 +364,27 @@ class Relaxer:
         derivative smoothing.
         """
         if not (ws.lo and self.defer_clamped) or self.reduce_hook is not None or (alpha > 0 and self.plast.smoothing > 0):
+            ws.carry = None  # the blocks from the inputs may learn step by step in this phase
             return
         net, t = self.net, self.net.topology
+        z_clamped = ws.z[0, :, : ws.lo]
+        # the previous phase of this run set the same inputs: its drives (kept up to date) and Gram matrices hold
+        drives, grams = ws.carry[1:] if ws.carry is not None and torch.equal(ws.carry[0], z_clamped) else ({}, {})
         fixed: dict[int, torch.Tensor] = {}
         for k, blk in enumerate(t.blocks):
             if blk.hi > ws.lo or blk.post in ws.skip:
                 continue
             z_in = ws.z[0, :, blk.lo : blk.hi]  # (B, span), the same in both networks
-            fixed[k] = z_in @ net.weights[k].t()  # (B, n_post)
+            fixed[k] = drives[k] if k in drives else z_in @ net.weights[k].t()  # (B, n_post)
             if alpha > 0 and k not in net.frozen and not (scales and scales[0][k] == 0.0):
                 rate = self.plast.rate(alpha, z_in.shape[0]) * (scales[0][k] if scales else 1.0)
-                ws.deferred.append((k, t.slice(blk.post), z_in, z_in @ z_in.t(), torch.zeros_like(fixed[k]), rate))
+                span = (blk.lo, blk.hi)
+                if span not in grams:
+                    grams[span] = z_in @ z_in.t()
+                ws.deferred.append((k, t.slice(blk.post), z_in, grams[span], torch.zeros_like(fixed[k]), rate))
         ws.fixed = fixed or None
         ws.deferred_keys = tuple(d[0] for d in ws.deferred)
+        ws.carry = (z_clamped.clone(), fixed, grams) if fixed else None
 
     def _defer_step(self, ws: _Workspace) -> None:
         """After a step's update: ``D += r dz_post``, and the fixed drive ``+= r (z_in z_in^T) dz_post``."""
@@ -384,7 +394,8 @@ class Relaxer:
             ws.fixed[k].addmm_(gram, dz, alpha=rate)
 
     def _defer_end(self, ws: _Workspace) -> None:
-        """``W += D^T z_in`` for every deferred block; the phase's fixed drives are dropped."""
+        """``W += D^T z_in`` for every deferred block. The fixed drives, already ``z_in W^T`` for the new
+        weights, stay in ``ws.carry`` for a next phase of the same run that sets the same inputs."""
         for k, _, z_in, _, acc, _ in ws.deferred:
             self.net.weights[k].addmm_(acc.t(), z_in)
         ws.fixed, ws.deferred, ws.deferred_keys = None, [], ()
