@@ -82,10 +82,30 @@ def test_sigmoid4_box_is_the_sigmoid_centred_in_the_box():
     assert torch.allclose(zi, z) and torch.allclose(di, d)
 
 
-@pytest.mark.parametrize("kw, msg", [({"bounds": (1.0, 0.0)}, "model.bounds"), ({"input_clamp": "set"}, "model.input_clamp")])
+@pytest.mark.parametrize("kw, msg", [({"bounds": (1.0, 0.0)}, "model.bounds"), ({"input_clamp": "set"}, "model.input_clamp"),
+                                     ({"beta_output": (-1.0, 1.0)}, "model.beta_output"),
+                                     ({"beta_output": (0.5, 0.2)}, "model.beta_output"),
+                                     ({"beta_input": (-0.5, 0.5)}, "model.beta_input")])
 def test_bad_bounds_and_clamping_are_refused(kw, msg):
     with pytest.raises(ValueError, match=msg):
         Dynamics(**kw)
+
+
+def test_centred_nudging_pushes_net_s_away_from_the_labels():
+    """``beta_output = (-b, b)``: net_s's outputs move away from the labels, net_l's towards them,
+    so ``dz`` on the outputs has the sign of ``t - s`` and about twice the one-sided ``(0, b)``."""
+    dzs = {}
+    for beta_out in ((0.0, 0.5), (-0.5, 0.5)):
+        topo, net, dyn, relax, state, x, phases = _net(alpha=0.0, seed=4)
+        relax.dyn.beta_output = beta_out
+        out = phases[1].targets[1]
+        phases[1].targets[1] = Target(out.layer, out.value, beta_tensor(beta_out, out.value))
+        stats = relax.run(state, phases, record=True)
+        dzs[beta_out] = stats.trace[-1]["dz"][:, topo.slice(topo.output_layer)]
+        s_l = stats.trace[-1]["s"][1][:, topo.slice(topo.output_layer)]
+        assert torch.all((dzs[beta_out] * (out.value - s_l) >= -1e-12))
+    one, centred = dzs[(0.0, 0.5)].abs().sum(), dzs[(-0.5, 0.5)].abs().sum()
+    assert 1.5 * one < centred < 2.5 * one
 
 
 # -- rate schedules -------------------------------------------------------------------------------

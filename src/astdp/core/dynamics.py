@@ -62,10 +62,12 @@ class Dynamics:
         for e in self.eps:
             if not 0.0 < e <= 1.0:
                 raise ValueError(f"model.eps must lie in (0, 1], got {list(self.eps)}")
-        for name, b in (("model.beta", self.beta), ("model.beta_input", self.beta_input),
-                        ("model.beta_output", self.beta_output)):
+        for name, b in (("model.beta", self.beta), ("model.beta_input", self.beta_input)):
             if b is not None and (min(b) < 0 or b[0] > b[1]):
                 raise ValueError(f"{name} must satisfy 0 <= beta_small <= beta_large, got {list(b)}")
+        b = self.beta_output  # a negative beta_small pushes net_s's outputs away from the labels (centred nudging)
+        if b is not None and not (-1.0 < b[0] <= b[1] and b[1] >= 0):
+            raise ValueError(f"model.beta_output must satisfy -1 < beta_small <= beta_large, beta_large >= 0, got {list(b)}")
         if not 0.0 < self.momentum <= 1.0:
             raise ValueError(f"model.momentum must lie in (0, 1] (1 = no momentum), got {self.momentum}")
         if self.bounds is not None:
