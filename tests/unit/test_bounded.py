@@ -96,8 +96,7 @@ def test_centred_nudging_pushes_net_s_away_from_the_labels():
     so ``dz`` on the outputs has the sign of ``t - s`` and about twice the one-sided ``(0, b)``."""
     dzs = {}
     for beta_out in ((0.0, 0.5), (-0.5, 0.5)):
-        topo, net, dyn, relax, state, x, phases = _net(alpha=0.0, seed=4)
-        relax.dyn.beta_output = beta_out
+        topo, _, _, relax, state, _, phases = _net(alpha=0.0, seed=4)
         out = phases[1].targets[1]
         phases[1].targets[1] = Target(out.layer, out.value, beta_tensor(beta_out, out.value))
         stats = relax.run(state, phases, record=True)
