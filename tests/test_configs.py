@@ -20,7 +20,7 @@ EXPECTED = {
     "depth": ["h500x3", "h512", "h512x2", "h512x3", "toy16", "toy8"],
     "logger": ["csv", "none", "wandb"],
     "trainer": ["cpu", "ddp", "gpu"],
-    "hparams_search": ["optuna"],
+    "hparams_search": ["optuna", "optuna_deep"],
 }
 
 
@@ -70,8 +70,9 @@ def test_trainer_options(compose_cfg):
     assert (gpu.trainer.accelerator, gpu.trainer.devices, gpu.trainer.max_epochs) == ("gpu", 1, 3)
 
 
-@pytest.mark.parametrize("overrides", [["hparams_search=optuna"], ["hydra/launcher=joblib"],
-                                       ["hydra/launcher=submitit_slurm"]])
+@pytest.mark.parametrize("overrides", [["hparams_search=optuna"], ["hparams_search=optuna_deep", "experiment=table2_h500x3_nofake"],
+                                       ["hparams_search=optuna_deep", "experiment=table2_h512x3"],
+                                       ["hydra/launcher=joblib"], ["hydra/launcher=submitit_slurm"]])
 def test_sweep_and_launcher_configs_compose(compose_cfg, overrides):
     cfg = compose_cfg(overrides, hydra=True)
     if overrides[0].startswith("hparams"):

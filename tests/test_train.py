@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 from pytorch_lightning.loggers import CSVLogger
 
 from astdp.lit.build import build_callbacks, build_datamodule, build_module, build_trainer
@@ -223,6 +223,19 @@ def test_search_goes_on_when_trials_fail_and_returns_val_acc(run_script, tmp_pat
     assert list((tmp_path / "outputs").glob("train/multiruns/*/optimization_results.yaml"))
     run_script("train.py", *TOY, "logger=none")
     assert 0.0 <= read_metrics(run_dirs(tmp_path)[0])["val/acc"] <= 1.0
+
+
+@pytest.mark.slow
+def test_deep_search_runs_on_a_deep_row(run_script, tmp_path):
+    """hparams_search=optuna_deep on the no-fake-target row (three hidden layers of 8, fallback digits):
+    every trial ends, with the searched rate multipliers in its config."""
+    run_script("train.py", "experiment=table2_h500x3_nofake", "hparams_search=optuna_deep", "hydra.sweeper.n_trials=2",
+               *FALLBACK_DATA, "depth.hidden=[8,8,8]", "learner.test_steps=40", "logger=none")
+    runs = run_dirs(tmp_path, "multiruns")
+    assert len(runs) == 2 and all("failed" != read_metrics(r).get("run/status") and "val/acc" in read_metrics(r) for r in runs)
+    for r in runs:
+        cfg = OmegaConf.load(r / ".hydra" / "config.yaml")
+        assert len(cfg.learner.layer_alpha) == 5 and 0.0 <= cfg.learner.feedback_alpha <= 1.0
 
 
 @pytest.mark.slow
