@@ -32,6 +32,11 @@ def _fake_multirun(root):
     _run(root / "5", "table2_all", {"test/acc": 0.9, "infer/steps": 100.0}, ["+experiment@_global_=table2_h512x2"])
     # a probe on other settings is not averaged into the row (it uses the experiment's own settings)
     _run(root / "6", "table2_h512", {"test/acc": 0.5, "infer/steps": 300.0}, ["learner.alpha=1e-2", "threads=1"])
+    # a run logged with logger=csv: its validation curve against the samples seen
+    log = root / "0" / "csv" / "version_0"
+    log.mkdir(parents=True)
+    (log / "metrics.csv").write_text("epoch,step,train/samples_seen,val/acc\n0,0,128,\n0,1,256,\n0,1,,0.5\n"
+                                     "1,2,384,\n1,3,512,\n1,3,,0.75\n")
     # a PNG written by a run is collected
     import matplotlib
 
@@ -64,6 +69,8 @@ def test_report_command_writes_markdown_csv_and_pngs(tmp_path):
     assert by[("Table 1", "unsupervised 784-512-10", "test/acc")]["ours"] == ""
     pngs = sorted(p.name for p in (root / "report_figures").glob("*.png"))
     assert "table2_depth.png" in pngs and "table34_order.png" in pngs
+    assert "curves_table2_h512.png" in pngs and not any(p.startswith("curves_table1") for p in pngs)
+    assert report.val_curve(report.load_run(root / "0" / "metrics.json")) == [(256, 50.0), (512, 75.0)]
     assert any(p.endswith("fig3_rivalry.png") for p in pngs)
 
 

@@ -9,8 +9,8 @@ is a run; its ``.hydra/overrides.yaml`` gives the command and the experiment nam
 root, logger, threads, hydra, device) are averaged; where an experiment was also run with other
 overrides (a probe, a search), its row uses the runs on the experiment's own settings, else the
 setting with the most runs, and says how many other settings it left out. Writes, in the given folder:
-``report.md``, ``report.csv``, ``report_figures/*.png`` (our plots plus every PNG found in the
-runs). With an active W&B run the same tables go up as ``wandb.Table`` s and the PNGs as images.
+``report.md``, ``report.csv``, ``report_figures/*.png`` (our plots, a learning-curve figure per
+experiment with runs logged by ``logger=csv``, and every PNG found in the runs). With an active W&B run the same tables go up as ``wandb.Table`` s and the PNGs as images.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import math
 import shutil
 import statistics
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -287,6 +288,57 @@ def plot_summary(rows: list[dict[str, Any]], runs: list[Run], fig_dir: Path) -> 
     return paths
 
 
+def val_curve(run: Run) -> list[tuple[float, float]]:
+    """(training samples seen, val/acc in %) at each validation of a run logged with ``logger=csv``
+    (its ``csv/version_*/metrics.csv``; the latest version); empty without one."""
+    files = sorted(run.path.glob("csv/version_*/metrics.csv"), key=lambda f: f.stat().st_mtime)
+    if not files:
+        return []
+    seen, curve = 0.0, []
+    with files[-1].open() as fh:
+        for row in csv.DictReader(fh):  # a training row's samples count precedes the validation after it
+            if row.get("train/samples_seen"):
+                seen = float(row["train/samples_seen"])
+            if row.get("val/acc"):
+                curve.append((seen, 100.0 * float(row["val/acc"])))
+    return curve
+
+
+def plot_curves(runs: list[Run], fig_dir: Path) -> list[Path]:
+    """One figure per experiment: validation accuracy against training samples, one line per run
+    logged with ``logger=csv`` (labelled by its settings and seed), the test accuracy as a marker."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_exp: dict[str, list[tuple[Run, list]]] = {}
+    for r in runs:
+        curve = val_curve(r)
+        if curve:
+            by_exp.setdefault(r.experiment, []).append((r, curve))
+    paths = []
+    for exp, items in sorted(by_exp.items()):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for r, curve in sorted(items, key=lambda item: (item[0].setting, str(item[0].path))):
+            seed = next((o.split("=", 1)[1] for o in r.command.split() if o.startswith("seed=")), "0")
+            label = textwrap.shorten(f"{' '.join(r.setting) or 'as the experiment file'}, seed {seed}", 70)
+            line, = ax.plot(*zip(*curve), "o-", ms=3, label=label)
+            test = _num(r.metrics.get("test/acc"))
+            if test is not None:
+                ax.plot([curve[-1][0]], [100.0 * test], "*", ms=10, color=line.get_color())
+        ax.set_xlabel("training samples seen")
+        ax.set_ylabel("validation accuracy (%); star: test")
+        ax.set_title(f"{exp}: learning curves")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(fig_dir / f"curves_{exp}.png")
+        fig.savefig(paths[-1], dpi=100)
+        plt.close(fig)
+    return paths
+
+
 def collect_pngs(runs: list[Run], root: Path, fig_dir: Path) -> list[Path]:
     out = []
     for r in runs:
@@ -319,7 +371,7 @@ def make_report(root: str | Path) -> dict[str, Any]:
     rows = build_rows(runs)
     fig_dir = root / "report_figures"
     fig_dir.mkdir(exist_ok=True)
-    figures = plot_summary(rows, runs, fig_dir) + collect_pngs(runs, root, fig_dir)
+    figures = plot_summary(rows, runs, fig_dir) + plot_curves(runs, fig_dir) + collect_pngs(runs, root, fig_dir)
     (root / "report.md").write_text(to_markdown(rows, runs, root, figures))
     write_csv(rows, root / "report.csv")
     log_wandb(rows, figures)
