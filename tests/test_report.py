@@ -36,7 +36,7 @@ def _fake_multirun(root):
     log = root / "0" / "csv" / "version_0"
     log.mkdir(parents=True)
     (log / "metrics.csv").write_text("epoch,step,train/samples_seen,val/acc\n0,0,128,\n0,1,256,\n0,1,,0.5\n"
-                                     "1,2,384,\n1,3,512,\n1,3,,0.75\n")
+                                     "1,2,384,\n1,3,512,\n1,3,,0.75\n1,4,x,oops\n")  # a damaged last row is skipped
     # a PNG written by a run is collected
     import matplotlib
 

@@ -10,7 +10,8 @@ root, logger, threads, hydra, device) are averaged; where an experiment was also
 overrides (a probe, a search), its row uses the runs on the experiment's own settings, else the
 setting with the most runs, and says how many other settings it left out. Writes, in the given folder:
 ``report.md``, ``report.csv``, ``report_figures/*.png`` (our plots, a learning-curve figure per
-experiment with runs logged by ``logger=csv``, and every PNG found in the runs). With an active W&B run the same tables go up as ``wandb.Table`` s and the PNGs as images.
+experiment with runs logged by ``logger=csv``, and every PNG found in the runs). With an active
+W&B run the same tables go up as ``wandb.Table`` s and the PNGs as images.
 """
 
 from __future__ import annotations
@@ -294,13 +295,19 @@ def val_curve(run: Run) -> list[tuple[float, float]]:
     files = sorted(run.path.glob("csv/version_*/metrics.csv"), key=lambda f: f.stat().st_mtime)
     if not files:
         return []
+    def number(text: str | None) -> float | None:
+        try:
+            return float(text) if text else None
+        except ValueError:  # a damaged cell: skipped
+            return None
+
     seen, curve = 0.0, []
     with files[-1].open() as fh:
         for row in csv.DictReader(fh):  # a training row's samples count precedes the validation after it
-            if row.get("train/samples_seen"):
-                seen = float(row["train/samples_seen"])
-            if row.get("val/acc"):
-                curve.append((seen, 100.0 * float(row["val/acc"])))
+            seen = number(row.get("train/samples_seen")) or seen
+            acc = number(row.get("val/acc"))
+            if acc is not None:
+                curve.append((seen, 100.0 * acc))
     return curve
 
 
@@ -321,7 +328,7 @@ def plot_curves(runs: list[Run], fig_dir: Path) -> list[Path]:
     for exp, items in sorted(by_exp.items()):
         fig, ax = plt.subplots(figsize=(7, 4))
         for r, curve in sorted(items, key=lambda item: (item[0].setting, str(item[0].path))):
-            seed = next((o.split("=", 1)[1] for o in r.command.split() if o.startswith("seed=")), "0")
+            seed = (_load_yaml(r.path / ".hydra" / "config.yaml") or {}).get("seed", "?")
             label = textwrap.shorten(f"{' '.join(r.setting) or 'as the experiment file'}, seed {seed}", 70)
             line, = ax.plot(*zip(*curve), "o-", ms=3, label=label)
             test = _num(r.metrics.get("test/acc"))
