@@ -289,23 +289,25 @@ def plot_summary(rows: list[dict[str, Any]], runs: list[Run], fig_dir: Path) -> 
     return paths
 
 
+def _cell(text: str | None) -> float | None:
+    """A CSV log cell as a number; None when empty or damaged."""
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
 def val_curve(run: Run) -> list[tuple[float, float]]:
     """(training samples seen, val/acc in %) at each validation of a run logged with ``logger=csv``
     (its ``csv/version_*/metrics.csv``; the latest version); empty without one."""
     files = sorted(run.path.glob("csv/version_*/metrics.csv"), key=lambda f: f.stat().st_mtime)
     if not files:
         return []
-    def number(text: str | None) -> float | None:
-        try:
-            return float(text) if text else None
-        except ValueError:  # a damaged cell: skipped
-            return None
-
     seen, curve = 0.0, []
     with files[-1].open() as fh:
         for row in csv.DictReader(fh):  # a training row's samples count precedes the validation after it
-            seen = number(row.get("train/samples_seen")) or seen
-            acc = number(row.get("val/acc"))
+            seen = _cell(row.get("train/samples_seen")) or seen
+            acc = _cell(row.get("val/acc"))
             if acc is not None:
                 curve.append((seen, 100.0 * acc))
     return curve

@@ -376,7 +376,7 @@ class Relaxer:
                 continue
             z_in = ws.z[0, :, blk.lo : blk.hi]  # (B, span), the same in both networks
             fixed[k] = drives[k] if k in drives else z_in @ net.weights[k].t()  # (B, n_post)
-            if alpha > 0 and k not in net.frozen and not (scales and scales[0][k] == 0.0):
+            if alpha > 0 and plasticity.block_learns(net, k, scales):
                 rate = self.plast.rate(alpha, z_in.shape[0]) * (scales[0][k] if scales else 1.0)
                 span = (blk.lo, blk.hi)
                 if span not in grams:

@@ -172,6 +172,12 @@ def smoothing_signal_into(drive: torch.Tensor, d: torch.Tensor, s: torch.Tensor,
     return torch.mul(drive, d, out=out).sub_(s).mul_(d)
 
 
+def block_learns(net: Network, k: int, scales: tuple[list[float], list[float]] | None) -> bool:
+    """Block ``k`` takes updates: not frozen, and not at a zero rate (e.g. ``feedback_alpha=0``),
+    whose update GEMM would only be scaled by 0."""
+    return k not in net.frozen and not (scales and scales[0][k] == 0.0)
+
+
 def apply(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate: float, reduce_hook=None,
           skip_posts: tuple[int, ...] = (), scales: tuple[list[float], list[float]] | None = None,
           skip_blocks: tuple[int, ...] = ()) -> None:
@@ -193,8 +199,7 @@ def apply(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate:
     bias_deltas = [bias_sum[t.slice(l)] for l in range(t.n_layers)]
     learning = [(k, post_signal[:, t.slice(blk.post)].t(), pre_rate[:, blk.lo + net.frozen_cols.get(k, 0) : blk.hi])
                 for k, blk in enumerate(t.blocks)
-                if k not in net.frozen and blk.post not in skip_posts and k not in skip_blocks
-                and not (scales and scales[0][k] == 0.0)]  # a zero rate (e.g. feedback_alpha=0): no GEMM
+                if block_learns(net, k, scales) and blk.post not in skip_posts and k not in skip_blocks]
     if reduce_hook is None:
         for k, post_t, pre in learning:
             net.learning(k).addmm_(post_t, pre, alpha=rate * scales[0][k] if scales else rate)
