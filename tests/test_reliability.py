@@ -317,6 +317,7 @@ def test_read_only_run_folder_is_one_line(compose_cfg, tmp_path, capsys, no_data
     (["+depth.hidden=[8,8]"], "error: depth cannot be set when testing a checkpoint"),
     (["+data.batch_size=3"], "error: data.batch_size cannot be changed when testing a checkpoint (it has 8, got 3)"),
     (["test_steps=[5,0]"], "error: test_steps must be null, an integer >= 1 or a list of them"),
+    (["split=train"], "error: split must be test or val, got 'train'"),
 ])
 def test_evaluate_refuses_bad_input_in_one_line(compose_cfg, tmp_path, capsys, no_data, trained, overrides, expected):
     ckpt = [] if not overrides else [f"ckpt_path={trained}"]
@@ -334,6 +335,22 @@ def test_evaluate_uses_the_config_inside_the_checkpoint(compose_cfg, tmp_path, t
     finally:
         (hydra_dir / "config.yaml").unlink()
     assert m["data/source"] == "toy_order_stride1" and "test/acc" in m and "test/acc@5" not in m
+
+
+def test_evaluate_on_the_validation_split(compose_cfg, tmp_path, trained):
+    """split=val reports the validation metrics (where test-time constants are chosen), and no test metric."""
+    m = R.evaluate(_cfg(compose_cfg, tmp_path, f"ckpt_path={trained}", "split=val", "test_steps=5", name="eval"))
+    assert {"val/acc", "val/infer_steps", "val/infer_converged"} <= set(m) and 0 <= m["val/acc"] <= 1
+    assert not any(k.startswith(("test/", "infer/")) for k in m) and "val/acc_best" not in m
+
+
+def test_evaluate_on_the_validation_split_needs_one(compose_cfg, tmp_path, capsys, no_data):
+    run = tmp_path / "run"
+    _fit(_cfg(compose_cfg, run, *SMALL, "trainer.max_epochs=1", "data.val_size=0"))
+    err = _error(R.evaluate, _cfg(compose_cfg, tmp_path / "eval", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+                                  "split=val", name="eval"), capsys)
+    assert err == "error: split=val needs a validation split, but this run was trained with data.val_size=0: " \
+                  "test it with split=test"
 
 
 # -- the entry points: signals and run folders --------------------------------------------------

@@ -26,6 +26,12 @@ def n_val(val_size: float | int, n: int) -> int:
     return count
 
 
+def has_val_split(name: str, val_size: float | int) -> bool:
+    """Whether the data set validates on anything: MNIST on its held-out ``val_size``, the toy sets always
+    (on the patterns they test on)."""
+    return name != "mnist" or bool(val_size)
+
+
 class ResumableSampler(Sampler[int]):
     """The training order as a function of ``(seed, epoch)``, startable at any position.
 

@@ -207,7 +207,7 @@ def check_root(root: Any) -> None:
                           f"(or leave data.root unset to download into {default_root()}/)")
 
 
-EVAL_KEYS = ("task_name", "ckpt_path", "test_steps", "threads", "seed", "output_dir", "data", "model", "learner",
+EVAL_KEYS = ("task_name", "ckpt_path", "split", "test_steps", "threads", "seed", "output_dir", "data", "model", "learner",
              "generation", "logger")
 
 
@@ -215,9 +215,10 @@ def validate_eval(cfg: Mapping[str, Any]) -> list:
     """evaluate.py's own keys; returns the step budgets to test (``[None]``: the learner's own)."""
     for key in cfg:
         need(key in EVAL_KEYS, f"{key} cannot be set when testing a checkpoint: evaluate.py uses the checkpoint's "
-                               f"own {key} (changeable: data, model, learner, test_steps, generation, threads)")
+                               f"own {key} (changeable: data, model, learner, split, test_steps, generation, threads)")
     need(bool(cfg.get("ckpt_path")), "ckpt_path is required: python evaluate.py ckpt_path=<run>/checkpoints/last.ckpt")
     int_at_least("threads", cfg.get("threads"), 1, optional=True)
+    need(cfg.get("split", "test") in ("test", "val"), f"split must be test or val, got {cfg.get('split')!r}")
     steps = cfg.get("test_steps")
     if steps is None:
         return [None]

@@ -80,6 +80,11 @@ def summary_line(metrics: dict, path: str | None = None) -> str:
     def fmt(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 
-    keys = [k for k in SUMMARY_KEYS if k in metrics] if TEST_ACC in metrics else sorted(metrics)[:10]
+    if TEST_ACC in metrics:
+        keys = [k for k in SUMMARY_KEYS if k in metrics]
+    elif VAL_ACC in metrics:
+        keys = [k for k in (VAL_ACC, VAL_STEPS, VAL_CONVERGED, VAL_INPAINT, WALL) if k in metrics]
+    else:
+        keys = sorted(metrics)[:10]
     parts = [f"{k}={fmt(metrics[k])}" for k in keys]
     return "summary: " + " ".join(parts) + (f" ({path})" if path else "")

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from astdp.data.datamodule import has_val_split
 from astdp.data.mnist import DataError
 from astdp.lit import images
 from astdp.lit import metrics as M
@@ -218,6 +219,9 @@ def evaluate(cfg: DictConfig) -> dict:
     run = OmegaConf.merge(run, changes)
     run.logger, run.output_dir, run.ckpt_path = cfg.logger, cfg.output_dir, str(ckpt)
     run.threads = cfg.get("threads") or run.get("threads")
+    if cfg.get("split", "test") == "val" and not has_val_split(run.data.name, run.data.get("val_size")):
+        raise ConfigError(f"split=val needs a validation split, but this run was trained with "
+                          f"data.val_size={run.data.get('val_size')}: test it with split=test")
     module, dm = _setup(run, stored)
     del stored
     logger = build_logger(run)
@@ -228,11 +232,16 @@ def evaluate(cfg: DictConfig) -> dict:
         trainer = build_trainer(run, logger, with_callbacks=False, enable_checkpointing=False,
                                 extra_callbacks=[figure] if figure else [])
         default = getattr(module, "test_steps", None)
+        on_val = cfg.get("split", "test") == "val"
         for b in budgets:
             if default is not None:
                 module.test_steps = b or default
-            trainer.test(module, datamodule=dm, ckpt_path=str(ckpt), verbose=False)
-            res = {k: v for k, v in trainer.callback_metrics.items() if k.startswith(("test/", "infer/"))}
+            if on_val:
+                trainer.validate(module, datamodule=dm, ckpt_path=str(ckpt), verbose=False)
+            else:
+                trainer.test(module, datamodule=dm, ckpt_path=str(ckpt), verbose=False)
+            res = {k: v for k, v in trainer.callback_metrics.items()
+                   if k.startswith(("val/",) if on_val else ("test/", "infer/")) and k != M.VAL_ACC_BEST}
             if len(budgets) > 1:
                 metrics.update({f"{k}@{b}": v for k, v in res.items()})
             metrics.update(res)
