@@ -63,6 +63,8 @@ def test_report_command_writes_markdown_csv_and_pngs(tmp_path):
     acc = by[("Table 2", "784-512-10", "test/acc")]
     assert float(acc["paper"]) == 96.0 and float(acc["ours"]) == 96.0 and acc["runs"] == "2"
     assert acc["other_settings"] == "1"
+    assert float(acc["ours_min"]) == 95.0 and float(acc["ours_max"]) == 97.0  # the two seeds' range
+    assert "| 96.0 (95.0-97.0) | 2 |" in md
     assert float(by[("Table 2", "784-512-10", "infer/steps")]["ours"]) == 75.0
     assert float(by[("Table 2", "784-512-512-10", "test/acc")]["ours"]) == 90.0
     assert float(by[("Table 3", "Net81, order 83, 160 iterations", "order/acc_83_160")]["ours"]) == 75.0

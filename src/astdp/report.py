@@ -72,7 +72,7 @@ TOY_ROWS: list[tuple[str, str, str]] = [
     ("fig6_stdp", "stdp/w10_b0.4-0.5/asymmetry", "asymmetry, window 10, beta 0.4/0.5"),
     ("fig6_stdp", "stdp/w10_b0.4-0.7/asymmetry", "asymmetry, window 10, beta 0.4/0.7 (larger)"),
 ]
-COLUMNS = ["table", "row", "metric", "paper", "ours", "runs", "other_settings", "samples_seen", "wall_s", "command"]
+COLUMNS = ["table", "row", "metric", "paper", "ours", "ours_min", "ours_max", "runs", "other_settings", "samples_seen", "wall_s", "command"]
 
 
 # overrides that do not change what a run computes: runs differing only in these are averaged
@@ -147,13 +147,14 @@ def _num(v: Any) -> float | None:
     return None
 
 
-def _mean(runs: list[Run], key: str, pct: bool = False) -> tuple[float | None, int]:
+def _values(runs: list[Run], key: str, pct: bool = False) -> list[float]:
     vals = [x for x in (_num(r.metrics.get(key)) for r in runs) if x is not None]
-    if not vals:
-        return None, 0
-    if pct:
-        vals = [100 * v if v <= 1.0 else v for v in vals]
-    return statistics.fmean(vals), len(vals)
+    return [100 * v if v <= 1.0 else v for v in vals] if pct else vals
+
+
+def _mean(runs: list[Run], key: str, pct: bool = False) -> tuple[float | None, int]:
+    vals = _values(runs, key, pct)
+    return (statistics.fmean(vals), len(vals)) if vals else (None, 0)
 
 
 def _first(runs: list[Run], *keys: str) -> float | None:
@@ -171,8 +172,10 @@ def build_rows(runs: list[Run]) -> list[dict[str, Any]]:
 
     def row(table, label, metric, paper, group, key, pct):
         group, others = pick_setting(group)
-        ours, n = _mean(group, key, pct) if group else (None, 0)
-        return {"table": table, "row": label, "metric": metric, "paper": paper, "ours": ours, "runs": n,
+        vals = _values(group, key, pct)
+        ours, n = (statistics.fmean(vals), len(vals)) if vals else (None, 0)
+        return {"table": table, "row": label, "metric": metric, "paper": paper, "ours": ours,
+                "ours_min": min(vals) if vals else None, "ours_max": max(vals) if vals else None, "runs": n,
                 "other_settings": others,
                 "samples_seen": _first(group, "train/samples_seen", "order/samples_seen", "rivalry/samples_seen"),
                 "wall_s": _first(group, "time/wall_s"),
@@ -205,7 +208,8 @@ def _fmt(v: Any, digits: int = 1) -> str:
 
 def to_markdown(rows: list[dict[str, Any]], runs: list[Run], root: Path, figures: list[Path]) -> str:
     out = ["# Paper vs ours\n", f"Runs found under `{root}`: {len(runs)}. Accuracies in %, steps from a data change "
-           "until `max|ds| < tol`. Runs of one experiment on the same settings (seeds) are averaged (`runs`); "
+           "until `max|ds| < tol`. Runs of one experiment on the same settings (seeds) are averaged (`runs`; "
+           "their lowest and highest value in brackets); "
            "where it also ran with other overrides, the row keeps its own settings (else the most-run one) "
            "and `other settings` counts the rest (listed under Runs).\n"]
     for table in dict.fromkeys(r["table"] for r in rows):
@@ -216,7 +220,10 @@ def to_markdown(rows: list[dict[str, Any]], runs: list[Run], root: Path, figures
             if r["table"] != table:
                 continue
             digits = 3 if table == "Toy figures" or r["metric"].endswith(("mse", "mse_blank", "spread")) else 1
-            out.append(f"| {r['row']} | `{r['metric']}` | {_fmt(r['paper'])} | {_fmt(r['ours'], digits)} | {r['runs']} "
+            ours = _fmt(r["ours"], digits)
+            if r["runs"] > 1:
+                ours += f" ({_fmt(r['ours_min'], digits)}-{_fmt(r['ours_max'], digits)})"
+            out.append(f"| {r['row']} | `{r['metric']}` | {_fmt(r['paper'])} | {ours} | {r['runs']} "
                        f"| {r['other_settings']} | {_fmt(r['samples_seen'], 0)} | {_fmt(r['wall_s'], 1)} | `{r['command']}` |")
     out.append("\n## Runs (best final validation accuracy first: a search's trials)\n")
     out.append("| experiment | val acc | test acc | status | wall time (s) | folder | command |")
