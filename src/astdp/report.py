@@ -263,11 +263,14 @@ def plot_summary(rows: list[dict[str, Any]], runs: list[Run], fig_dir: Path) -> 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for ax, key, unit in ((axes[0], "test/acc", "%"), (axes[1], "infer/steps", "steps")):
         paper = [(DEPTH_OF[e], v) for _, e, _, k, v, _ in PAPER_ROWS if k == key and e in DEPTH_OF]
-        ours = [(DEPTH_OF[e], _mean(pick_setting(g)[0], key, unit == "%")[0]) for e, g in by_exp.items() if e in DEPTH_OF]
-        ours = [(d, v) for d, v in ours if v is not None]
+        ours = sorted((DEPTH_OF[e], _values(pick_setting(g)[0], key, unit == "%")) for e, g in by_exp.items()
+                      if e in DEPTH_OF)
+        ours = [(d, vals) for d, vals in ours if vals]
         ax.plot(*zip(*sorted(paper)), "o--", label="paper")
         if ours:
-            ax.plot(*zip(*sorted(ours)), "s-", label="ours")
+            depth, mean = [d for d, _ in ours], [statistics.fmean(v) for _, v in ours]
+            span = [[m - min(v) for m, (_, v) in zip(mean, ours)], [max(v) - m for m, (_, v) in zip(mean, ours)]]
+            ax.errorbar(depth, mean, yerr=span, fmt="s-", capsize=3, label="ours (bars: range of runs)")
         ax.set_xlabel("hidden layers")
         ax.set_ylabel(f"{key} ({unit})")
         ax.set_xticks([1, 2, 3])
