@@ -69,6 +69,14 @@ def test_mnist_fallback_end_to_end(run_script, tmp_path):
     assert [k for k in m if k.startswith("generation/classified_as_label_")] == [
         f"generation/classified_as_label_{i}" for i in range(10)]
 
+    # the same checkpoint on its validation split, with the generation figure drawn after it
+    proc = run_script("evaluate.py", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "split=val",
+                      "generation={samples_per_label:2,steps:5,judge:false}")
+    (ev,) = [p for p in run_dirs(tmp_path) if "/eval/" in str(p)]
+    e = read_metrics(ev)
+    assert 0.0 <= e["val/acc"] <= 1.0 and "test/acc" not in e and (ev / "generated.png").exists()
+    assert last_line(proc.stdout).startswith("summary: val/acc=")
+
 
 def test_backprop_baseline_same_metrics(run_script, tmp_path):
     run_script("train.py", *FALLBACK_DATA, "learner=bp_ce", "logger=csv")

@@ -238,6 +238,9 @@ def evaluate(cfg: DictConfig) -> dict:
                 module.test_steps = b or default
             if on_val:
                 trainer.validate(module, datamodule=dm, ckpt_path=str(ckpt), verbose=False)
+                if figure:  # it draws after a test (inside its inference mode); once per trainer
+                    with torch.inference_mode():
+                        figure.on_test_end(trainer, module)
             else:
                 trainer.test(module, datamodule=dm, ckpt_path=str(ckpt), verbose=False)
             res = {k: v for k, v in trainer.callback_metrics.items()
