@@ -72,7 +72,8 @@ TOY_ROWS: list[tuple[str, str, str]] = [
     ("fig6_stdp", "stdp/w10_b0.4-0.5/asymmetry", "asymmetry, window 10, beta 0.4/0.5"),
     ("fig6_stdp", "stdp/w10_b0.4-0.7/asymmetry", "asymmetry, window 10, beta 0.4/0.7 (larger)"),
 ]
-COLUMNS = ["table", "row", "metric", "paper", "ours", "ours_min", "ours_max", "runs", "other_settings", "samples_seen", "wall_s", "command"]
+COLUMNS = ["table", "row", "metric", "paper", "ours", "ours_min", "ours_max", "runs", "other_settings", "samples_seen",
+           "wall_s", "command"]
 
 
 # overrides that do not change what a run computes: runs differing only in these are averaged
