@@ -23,7 +23,7 @@ def _fake_multirun(root):
     _run(root / "0", "table2_h512", {"test/acc": 0.95, "infer/steps": 80.0, "infer/converged": 1.0,
                                      "data/source": "mnist", "train/samples_seen": 54000, "time/wall_s": 12.5})
     _run(root / "1", "table2_h512", {"test/acc": 0.97, "infer/steps": 70.0, "train/samples_seen": 54000,
-                                     "time/wall_s": 13.5}, ["seed=1"])
+                                     "time/wall_s": 13.5}, ["seed=1", "data.max_epochs=1"])  # the file's own budget
     _run(root / "2", "table1_supervised", {"test/acc": 0.9, "train/samples_seen": 1000, "time/wall_s": 3.0})
     _run(root / "3", "table3_order81", {"order/acc_81_160": 1.0, "order/acc_83_160": 0.75,
                                         "order/acc_81_80": 1.0, "order/acc_83_80": 0.5, "time/wall_s": 9.0})
@@ -63,6 +63,8 @@ def test_report_command_writes_markdown_csv_and_pngs(tmp_path):
     acc = by[("Table 2", "784-512-10", "test/acc")]
     assert float(acc["paper"]) == 96.0 and float(acc["ours"]) == 96.0 and acc["runs"] == "2"
     assert acc["other_settings"] == "1"
+    assert report.load_run(root / "1" / "metrics.json").setting == ()  # data.max_epochs=1 is the experiment's own
+    assert report.load_run(root / "6" / "metrics.json").setting == ("learner.alpha=1e-2",)
     assert float(acc["ours_min"]) == 95.0 and float(acc["ours_max"]) == 97.0  # the two seeds' range
     assert "| 96.0 (95.0-97.0) | 2 |" in md
     assert float(by[("Table 2", "784-512-10", "infer/steps")]["ours"]) == 75.0

@@ -76,6 +76,7 @@ COLUMNS = ["table", "row", "metric", "paper", "ours", "ours_min", "ours_max", "r
            "wall_s", "command"]
 
 
+EXPERIMENT_DIR = Path(__file__).resolve().parents[2] / "conf" / "experiment"
 # overrides that do not change what a run computes: runs differing only in these are averaged
 INCIDENTAL = ("seed", "data.root", "logger", "threads", "trainer.accelerator", "trainer.devices", "ckpt_path")
 
@@ -115,12 +116,40 @@ def load_run(metrics_path: Path) -> Run:
         rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+") not in ("experiment", "experiment@_global_")]
         overrides = [f"experiment={experiment}", *rest]
     command = " ".join(["python train.py", *overrides]).strip()
-    setting = tuple(sorted(o.lstrip("+") for o in overrides if _changes_run(o.split("=", 1)[0].lstrip("+"))))
+    values = _experiment_values(str(experiment))
+    setting = tuple(sorted(o.lstrip("+") for o in overrides
+                           if _changes_run(o.split("=", 1)[0].lstrip("+")) and not _same_as_experiment(o, values)))
     return Run(folder, str(experiment), metrics, command, setting)
 
 
 def _changes_run(key: str) -> bool:
     return key not in ("experiment", "experiment@_global_", *INCIDENTAL) and not key.startswith("hydra.")
+
+
+def _experiment_values(experiment: str) -> dict[str, Any]:
+    """The dotted keys an experiment file sets (``conf/experiment/<name>.yaml`` of this checkout), or {}."""
+    raw = _load_yaml(EXPERIMENT_DIR / f"{experiment}.yaml")
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = node
+
+    if isinstance(raw, dict):
+        walk({k: v for k, v in raw.items() if k != "defaults"}, "")
+    return out
+
+
+def _same_as_experiment(override: str, values: dict[str, Any]) -> bool:
+    """An override that sets the value its experiment file sets anyway (e.g. a budget written out)."""
+    key, _, text = override.lstrip("+").partition("=")
+    try:
+        return key in values and yaml.safe_load(text) == values[key]
+    except yaml.YAMLError:
+        return False
 
 
 def pick_setting(group: list[Run]) -> tuple[list[Run], int]:
