@@ -17,6 +17,7 @@ W&B run the same tables go up as ``wandb.Table`` s and the PNGs as images.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import shutil
@@ -116,9 +117,8 @@ def load_run(metrics_path: Path) -> Run:
         rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+") not in ("experiment", "experiment@_global_")]
         overrides = [f"experiment={experiment}", *rest]
     command = " ".join(["python train.py", *overrides]).strip()
-    values = _experiment_values(str(experiment))
-    setting = tuple(sorted(o.lstrip("+") for o in overrides
-                           if _changes_run(o.split("=", 1)[0].lstrip("+")) and not _same_as_experiment(o, values)))
+    setting = tuple(sorted(o.lstrip("+") for o in overrides if _changes_run(o.split("=", 1)[0].lstrip("+"))
+                           and not _same_as_experiment(o, str(experiment))))
     return Run(folder, str(experiment), metrics, command, setting)
 
 
@@ -126,28 +126,22 @@ def _changes_run(key: str) -> bool:
     return key not in ("experiment", "experiment@_global_", *INCIDENTAL) and not key.startswith("hydra.")
 
 
-def _experiment_values(experiment: str) -> dict[str, Any]:
-    """The dotted keys an experiment file sets (``conf/experiment/<name>.yaml`` of this checkout), or {}."""
-    raw = _load_yaml(EXPERIMENT_DIR / f"{experiment}.yaml")
-    out: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, f"{prefix}{k}.")
-        else:
-            out[prefix[:-1]] = node
-
-    if isinstance(raw, dict):
-        walk({k: v for k, v in raw.items() if k != "defaults"}, "")
-    return out
+@functools.lru_cache(maxsize=None)
+def _experiment_file(experiment: str) -> Any:
+    """An experiment file of this checkout (``conf/experiment/<name>.yaml``) as plain data, or None."""
+    return _load_yaml(EXPERIMENT_DIR / f"{experiment}.yaml")
 
 
-def _same_as_experiment(override: str, values: dict[str, Any]) -> bool:
+def _same_as_experiment(override: str, experiment: str) -> bool:
     """An override that sets the value its experiment file sets anyway (e.g. a budget written out)."""
     key, _, text = override.lstrip("+").partition("=")
+    node = _experiment_file(experiment)
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
     try:
-        return key in values and yaml.safe_load(text) == values[key]
+        return not isinstance(node, (dict, list)) and yaml.safe_load(text) == node
     except yaml.YAMLError:
         return False
 
@@ -182,16 +176,15 @@ def _values(runs: list[Run], key: str, pct: bool = False) -> list[float]:
     return [100 * v if v <= 1.0 else v for v in vals] if pct else vals
 
 
-def _mean(runs: list[Run], key: str, pct: bool = False) -> tuple[float | None, int]:
-    vals = _values(runs, key, pct)
-    return (statistics.fmean(vals), len(vals)) if vals else (None, 0)
+def _mean(vals: list[float]) -> float | None:
+    return statistics.fmean(vals) if vals else None
 
 
 def _first(runs: list[Run], *keys: str) -> float | None:
     for key in keys:
-        v, n = _mean(runs, key)
-        if n:
-            return v
+        vals = _values(runs, key)
+        if vals:
+            return _mean(vals)
     return None
 
 
@@ -203,9 +196,8 @@ def build_rows(runs: list[Run]) -> list[dict[str, Any]]:
     def row(table, label, metric, paper, group, key, pct):
         group, others = pick_setting(group)
         vals = _values(group, key, pct)
-        ours, n = (statistics.fmean(vals), len(vals)) if vals else (None, 0)
-        return {"table": table, "row": label, "metric": metric, "paper": paper, "ours": ours,
-                "ours_min": min(vals) if vals else None, "ours_max": max(vals) if vals else None, "runs": n,
+        return {"table": table, "row": label, "metric": metric, "paper": paper, "ours": _mean(vals),
+                "ours_min": min(vals) if vals else None, "ours_max": max(vals) if vals else None, "runs": len(vals),
                 "other_settings": others,
                 "samples_seen": _first(group, "train/samples_seen", "order/samples_seen", "rivalry/samples_seen"),
                 "wall_s": _first(group, "time/wall_s"),
@@ -298,7 +290,7 @@ def plot_summary(rows: list[dict[str, Any]], runs: list[Run], fig_dir: Path) -> 
         ours = [(d, vals) for d, vals in ours if vals]
         ax.plot(*zip(*sorted(paper)), "o--", label="paper")
         if ours:
-            depth, mean = [d for d, _ in ours], [statistics.fmean(v) for _, v in ours]
+            depth, mean = [d for d, _ in ours], [_mean(v) for _, v in ours]
             span = [[m - min(v) for m, (_, v) in zip(mean, ours)], [max(v) - m for m, (_, v) in zip(mean, ours)]]
             ax.errorbar(depth, mean, yerr=span, fmt="s-", capsize=3, label="ours (bars: range of runs)")
         ax.set_xlabel("hidden layers")

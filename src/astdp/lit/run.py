@@ -219,7 +219,8 @@ def evaluate(cfg: DictConfig) -> dict:
     run = OmegaConf.merge(run, changes)
     run.logger, run.output_dir, run.ckpt_path = cfg.logger, cfg.output_dir, str(ckpt)
     run.threads = cfg.get("threads") or run.get("threads")
-    if cfg.get("split", "test") == "val" and not has_val_split(run.data.name, run.data.get("val_size")):
+    on_val = cfg.get("split", "test") == "val"
+    if on_val and not has_val_split(run.data.name, run.data.get("val_size")):
         raise ConfigError(f"split=val needs a validation split, but this run was trained with "
                           f"data.val_size={run.data.get('val_size')}: test it with split=test")
     module, dm = _setup(run, stored)
@@ -232,7 +233,6 @@ def evaluate(cfg: DictConfig) -> dict:
         trainer = build_trainer(run, logger, with_callbacks=False, enable_checkpointing=False,
                                 extra_callbacks=[figure] if figure else [])
         default = getattr(module, "test_steps", None)
-        on_val = cfg.get("split", "test") == "val"
         for b in budgets:
             if default is not None:
                 module.test_steps = b or default
