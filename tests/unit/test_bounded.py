@@ -245,3 +245,33 @@ def test_clamped_input_blocks_deferred_equal_per_step_updates(case):
         into_input = topo.blocks[k].post == 0
         frozen = case == "frozen_input_block" and k in net.frozen
         assert moved == (case != "inference" and not into_input and not frozen), k
+
+
+@pytest.mark.parametrize("clamp", ["exact", "nudge"])
+def test_shared_phase_steps_net_s_alone_as_two_networks_that_start_alike(clamp):
+    """A shared phase (net_l starts as net_s and has its targets) steps net_s alone and hands net_l
+    the result: the states, weights and convergence steps equal those of both networks stepped from
+    one state with learning off in that phase."""
+    results = []
+    for shared in (True, False):
+        _, net, _, relax, state, _, (free, clamped) = _net(clamp=clamp, seed=5)
+        if not shared:
+            state.s[1].copy_(state.s[0])
+            state.v[1].copy_(state.v[0])
+        first = Phase(free.steps, free.targets, shared=True) if shared else Phase(free.steps, free.targets, learn=False)
+        after_free = relax.run(state, [first], track_tol=1e-3)
+        assert torch.equal(state.s[0], state.s[1])
+        s_free = state.s.clone()
+        stats = relax.run(state, [clamped], track_tol=1e-3)
+        results.append((s_free, after_free.converge_step, state.s.clone(), [w.clone() for w in net.weights],
+                        stats.converge_step))
+    for a, b in zip(*results):
+        for u, v in zip(a, b) if isinstance(a, list) else [(a, b)]:
+            torch.testing.assert_close(u, v, rtol=0, atol=1e-12)
+
+
+def test_shared_phase_refuses_networks_that_step_differently():
+    _, _, dyn, relax, state, _, (free, _) = _net(clamp="nudge")
+    dyn.eps = (0.5, 0.4)
+    with pytest.raises(ValueError, match="model.eps to one value"):
+        relax.run(state, [Phase(free.steps, free.targets, shared=True)])

@@ -163,3 +163,25 @@ def test_generation_learner_sets_the_label_and_learns_to_draw_the_image():
     drawn = sysm.generate(y, steps=60, init_scale=1.0, generator=torch.Generator().manual_seed(0))
     dist = torch.cdist(drawn, patterns)  # (label drawn, pattern)
     assert torch.equal(dist.argmin(1), y) and float(dist.diagonal().max()) <= 1.0
+
+
+def test_shared_free_phase_learns_only_while_the_labels_are_clamped():
+    """``learner.shared_free``: after a batch has left net_l nudged away from net_s, a free phase
+    learns in the paper's reading and learns nothing when shared (net_l restarts from net_s);
+    settings the two networks cannot share are refused."""
+    learner = {"name": "supervised", "alpha": 1e-2, "steps": 8, "free_steps": 3}
+    x, y = torch.rand(4, 9, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 0])
+    for shared in (False, True):
+        sysm = build_system(EXACT, learner, {"hidden": [6]}, 9, 3, batch_size=4, seed=0)
+        sysm.train_batch(x, y)  # ends with the labels clamped in net_l
+        assert not torch.equal(sysm.train_state.s[0], sysm.train_state.s[1])
+        sysm.learner.free_steps, sysm.learner.shared_free = 8, shared  # a batch that is all free phase
+        before = [w.clone() for w in sysm.net.weights]
+        sysm.train_batch(x, y)
+        assert torch.equal(sysm.train_state.s[0], sysm.train_state.s[1]) == shared
+        assert all(torch.equal(w0, w) for w0, w in zip(before, sysm.net.weights)) == shared
+    with pytest.raises(ValueError, match="one model.eps"):
+        build_system({**EXACT, "eps": [0.5, 0.4]}, {**learner, "shared_free": True}, {"hidden": [6]}, 9, 3,
+                     batch_size=4)
+    with pytest.raises(ValueError, match="cover=0"):
+        build_system(EXACT, {**learner, "shared_free": True, "cover": 0.3}, {"hidden": [6]}, 9, 3, batch_size=4)

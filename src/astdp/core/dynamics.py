@@ -93,7 +93,7 @@ def drive_into(net, z: torch.Tensor, out: torch.Tensor, skip: tuple[int, ...] = 
                fixed: dict[int, torch.Tensor] | None = None) -> None:
     """eq (2) without ``rho'``: ``out[:, layer] = sum_blocks z[:, block] @ W_k^T + b_layer``.
 
-    ``z``, ``out``: (2B, N) rows of states (net_s then net_l), one GEMM per block, written straight
+    ``z``, ``out``: (2B, N) rows of states (net_s then net_l; (B, N): net_s alone), one GEMM per block, written straight
     into the receiving layer's columns. Layers in ``skip`` are left untouched. ``fixed[k]`` (B, n_post)
     is block ``k``'s term when its pre-synaptic states are the same in both networks and known
     (clamped inputs): it is added to both networks' rows instead of running the block's GEMM.
@@ -106,10 +106,10 @@ def drive_into(net, z: torch.Tensor, out: torch.Tensor, skip: tuple[int, ...] = 
         first = True
         for k in ks:
             if fixed is not None and k in fixed:
-                both = cols.view(2, -1, cols.shape[1])  # (2, B, n_layer)
+                both = cols.view(-1, fixed[k].shape[0], cols.shape[1])  # (networks, B, n_layer)
                 if first:
                     torch.add(fixed[k], net.biases[layer], out=both[0])
-                    both[1].copy_(both[0])
+                    both[1:].copy_(both[:1])
                 else:
                     both.add_(fixed[k])
             else:

@@ -32,6 +32,9 @@ How it is computed (the cost of a step should be its matrix products):
   The blocks *from* such inputs run once per phase, not per step: their drive is kept up to date
   through the (B, B) Gram matrix of the inputs and their updates are summed and applied at the
   end of the phase (:meth:`Relaxer._defer_begin`; the same weights at every step in exact arithmetic).
+- A shared phase (``Phase.shared``: net_l starts as a copy of net_s and has the same targets, so
+  the two stay equal and ``dz = 0``) steps net_s alone, with no update, and copies it into net_l
+  at the end: half the products of a step and none of its updates.
 - Nothing in the loop reads a value back to the host, so on CUDA the steps queue without
   synchronising; the only sync is the convergence check every ``check_every`` steps.
 
@@ -94,6 +97,7 @@ class Phase:
     steps: int
     targets: list[Target]
     learn: bool = True
+    shared: bool = False  # net_l starts from net_s's state and follows it: one network for both, nothing learned
 
 
 @dataclass
@@ -238,12 +242,20 @@ class Relaxer:
         done = False
         pairs_before = self._pair_snapshot(alpha > 0 and any(p.learn for p in phases))
         for phase in phases:
+            nets = 1 if phase.shared else 2
+            if phase.shared:  # net_l joins net_s: only net_s is stepped, dz = 0
+                state.s[1].copy_(state.s[0])
+                state.v[1].copy_(state.v[0])
             ws.set_targets(self.net.topology, phase.targets, state, self.dyn.activation)
-            learn = phase.learn and alpha > 0
+            if phase.shared:
+                self._check_shared(ws)
+                ws.dz.zero_()
+                ws.adz.zero_()
+            learn = phase.learn and alpha > 0 and not phase.shared
             self._defer_begin(ws, alpha if learn else 0.0, scales)
             for _ in range(phase.steps):
                 dmax, fired = self._advance(state, ws, fake_on, alpha if learn else 0.0, scales,
-                                            track=conv is not None)
+                                            track=conv is not None, nets=nets)
                 dz_sum.add_(ws.adz.sum())
                 if fired is not None:
                     fire_sum.add_(fired.sum())
@@ -257,6 +269,9 @@ class Relaxer:
                         done = True
                         break
             self._defer_end(ws)
+            if phase.shared:
+                state.s[1].copy_(state.s[0])
+                state.v[1].copy_(state.v[0])
             if done:
                 break
         if pairs_before is not None:
@@ -299,19 +314,23 @@ class Relaxer:
             self._workspaces[key] = ws
         return ws
 
-    def _advance(self, state: State, ws: _Workspace, fake_on: bool, alpha: float, scales, track: bool):
+    def _advance(self, state: State, ws: _Workspace, fake_on: bool, alpha: float, scales, track: bool,
+                 nets: int = 2):
         """One step with the targets already folded into ``ws``. Returns (max|ds| (B,) or None, fired).
 
         Works on the state columns ``[ws.lo, N)``: the columns before hold exactly clamped inputs
         whose ``rho``, ``rho'`` and zero ``dz`` were written by :meth:`_Workspace.set_targets`.
+        ``nets=1`` steps net_s alone (a shared phase: net_l is a copy of it, ``dz`` stays 0, no learning).
         """
         net, t, dyn = self.net, self.net.topology, self.dyn
         lo, n, batch = ws.lo, t.n, state.s.shape[1]
-        s = state.s[:, :, lo:]  # (2, B, N - lo)
-        z, d, f = ws.z[:, :, lo:], ws.d[:, :, lo:], ws.force[:, :, lo:]
-        activations.get_into(dyn.activation)(s, z, d)  # rho(s), rho'(s): (2, B, N - lo) each
-        plasticity.difference_into(z, ws.dz[:, lo:], ws.adz[:, lo:])  # dz = z_l - z_s, eq (15)
-        dynamics.drive_into(net, ws.z.view(2 * batch, n), ws.pre, ws.skip, ws.fixed)  # W z + b, eq (2)
+        s = state.s[:nets, :, lo:]  # (nets, B, N - lo)
+        z, d, f = ws.z[:nets, :, lo:], ws.d[:nets, :, lo:], ws.force[:nets, :, lo:]
+        activations.get_into(dyn.activation)(s, z, d)  # rho(s), rho'(s): (nets, B, N - lo) each
+        if nets == 2:
+            plasticity.difference_into(z, ws.dz[:, lo:], ws.adz[:, lo:])  # dz = z_l - z_s, eq (15)
+        dynamics.drive_into(net, ws.z[:nets].view(nets * batch, n), ws.pre[: nets * batch], ws.skip,
+                            ws.fixed)  # W z + b, eq (2)
         smooth = alpha > 0 and self.plast.smoothing > 0
         smooth_signal = None
         if smooth:  # eq (21), on net_s; zero on clamped inputs
@@ -319,27 +338,33 @@ class Relaxer:
             plasticity.smoothing_signal_into(f[0], d[0], s[0], smooth_signal[:, lo:])
             for sl, keep, _ in ws.exact:
                 smooth_signal[:, sl].mul_(keep[0])
-        dynamics.force_(f, d, s, ws.a[:, :, lo:], ws.c[:, :, lo:])  # R - s + beta (t - s), eq (1) + (5)
+        dynamics.force_(f, d, s, ws.a[:nets, :, lo:], ws.c[:nets, :, lo:])  # R - s + beta (t - s), eq (1) + (5)
 
-        fired = self._fake_targets(state, ws) if fake_on else None  # eq (16)-(18)
+        fired = None
+        if fake_on and nets == 2:  # eq (16)-(18)
+            fired = self._fake_targets(state, ws)
+        elif fake_on:  # dz = 0: no fake target fires, the running mean of |dz| decays
+            hs = t.hidden_slice
+            fake_target.running_mean_(state.dzm[:, hs], ws.adz[:, hs], self.fake.m)
 
         if dyn.momentum < 1.0:  # eq (19)-(20)
-            f = dynamics.momentum_(state.v[:, :, lo:], f, dyn.momentum)
+            f = dynamics.momentum_(state.v[:nets, :, lo:], f, dyn.momentum)
         exact_change = track and (dyn.bounds is not None or bool(ws.exact))
         if exact_change:  # rho'(s) in d is no longer needed: keep the old state there
             d.copy_(s)
-        dynamics.euler_(s, f, ws.eps, dyn.bounds)
+        dynamics.euler_(s, f, ws.eps[:nets], dyn.bounds)
         for sl, keep, value in ws.exact:  # exact targets, s = t
-            state.s[:, :, sl].mul_(keep).add_(value)
+            state.s[:nets, :, sl].mul_(keep[:nets]).add_(value[:nets])
             if dyn.momentum < 1.0:
-                state.v[:, :, sl].mul_(keep)
+                state.v[:nets, :, sl].mul_(keep[:nets])
         dmax = None
+        dmax_nets = ws.dmax[:nets]
         if exact_change:  # the real change of the clipped, clamped state
-            torch.amax(d.sub_(s).abs_(), dim=2, out=ws.dmax)
-            dmax = ws.dmax.amax(dim=0)  # (B,)
+            torch.amax(d.sub_(s).abs_(), dim=2, out=dmax_nets)
+            dmax = dmax_nets.amax(dim=0)  # (B,)
         elif track:  # the change is eps * f: reuse d for |f|
-            torch.amax(torch.abs(f, out=d), dim=2, out=ws.dmax)
-            dmax = ws.dmax.mul_(ws.eps.view(2, 1)).amax(dim=0)  # (B,)
+            torch.amax(torch.abs(f, out=d), dim=2, out=dmax_nets)
+            dmax = dmax_nets.mul_(ws.eps[:nets].view(nets, 1)).amax(dim=0)  # (B,)
 
         if alpha > 0:  # eq (15), then eq (22)-(23)
             rate = self.plast.rate(alpha, batch)
@@ -350,6 +375,15 @@ class Relaxer:
                 plasticity.apply(net, smooth_signal, ws.z[0], -self.plast.rate(self.plast.smoothing, batch),
                                  skip_posts=ws.skip, scales=scales)
         return dmax, fired
+
+    def _check_shared(self, ws: _Workspace) -> None:
+        """A shared phase needs the two networks to step alike: one step size, the same targets in both."""
+        same = (self.dyn.eps[0] == self.dyn.eps[1] and torch.equal(ws.a[0], ws.a[1]) and torch.equal(ws.c[0], ws.c[1])
+                and all(torch.equal(keep[0], keep[1]) and torch.equal(v[0], v[1]) for _, keep, v in ws.exact))
+        if not same:
+            raise ValueError("a shared phase (learner.shared_free=true) needs both networks to step alike: "
+                             f"set model.eps to one value for both (got {list(self.dyn.eps)}) and give the phase's "
+                             "targets the same nudging in both networks, or set learner.shared_free=false")
 
     def _defer_begin(self, ws: _Workspace, alpha: float, scales) -> None:
         """Blocks from exactly clamped inputs: their drive computed once per phase, their updates summed.

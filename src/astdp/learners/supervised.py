@@ -2,6 +2,12 @@
 
 ``steps`` is the total (the paper: 80 free + 160 clamped = 240). Learning is on in both phases.
 
+``shared_free`` (not in the paper): the free phase runs one network for both. net_l starts it from
+net_s's state, the two have the same targets, so they stay equal, ``dz = 0`` and nothing is
+learned; only net_s is stepped, which saves half the free phase's products and all its updates.
+What the paper's free phase learns is then left out: the residual difference that the previous
+batch's nudge leaves in net_l as it relaxes towards the new sample's free state.
+
 ``cover`` (optional, for conditional generation, §3.1.2): in each batch a random fraction ``cover``
 of every sample's pixels is left free in both networks in the free phase and, in the clamped
 phase, takes the labels' part (free in net_s, pulled to the pixel in net_l with the output
@@ -21,14 +27,24 @@ from astdp.learners.base import Learner
 class Supervised(Learner):
     name = "supervised"
 
-    def __init__(self, *args, free_steps: int = 80, cover: float = 0.0, generator: torch.Generator | None = None,
-                 **kwargs) -> None:
+    def __init__(self, *args, free_steps: int = 80, cover: float = 0.0, shared_free: bool = False,
+                 generator: torch.Generator | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if not 0 <= free_steps <= self.steps:
             raise ValueError(f"learner.free_steps must lie in [0, learner.steps={self.steps}], got {free_steps}")
         if not 0.0 <= cover < 1.0:
             raise ValueError(f"learner.cover must lie in [0, 1), got {cover}")
         self.free_steps, self.cover, self.generator = int(free_steps), float(cover), generator
+        self.shared_free = bool(shared_free)
+        if self.shared_free and self.cover > 0:
+            raise ValueError("learner.shared_free needs learner.cover=0 (covered pixels are drawn in net_l only)")
+        beta_in = self.dynamics.input_beta
+        if self.dynamics.input_clamp == "exact":  # the inputs are set where beta > 0
+            beta_in = tuple(b > 0 for b in beta_in)
+        if self.shared_free and (self.dynamics.eps[0] != self.dynamics.eps[1] or beta_in[0] != beta_in[1]):
+            raise ValueError("learner.shared_free needs both networks to step alike in the free phase: one model.eps "
+                             f"(got {list(self.dynamics.eps)}) and one model.beta_input (got "
+                             f"{list(self.dynamics.input_beta)}) for both, or learner.shared_free=false")
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()} if self.generator is not None else {}
@@ -46,5 +62,5 @@ class Supervised(Learner):
             drawn = Target(inp.layer, inp.value, beta_tensor(self.dynamics.output_beta, x) * covered)
             out = [Phase(self.free_steps, [seen])] if self.free_steps else []
             return out + [Phase(self.steps - self.free_steps, [seen, drawn, label])]
-        out = [Phase(self.free_steps, [inp])] if self.free_steps else []
+        out = [Phase(self.free_steps, [inp], shared=self.shared_free)] if self.free_steps else []
         return out + [Phase(self.steps - self.free_steps, [inp, label])]
