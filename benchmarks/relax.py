@@ -19,6 +19,9 @@ layer neither run nor count; no lateral block) or ``unbounded`` (inputs nudged, 
 - ``defer_speedup``: a full training batch with the blocks from exactly clamped inputs run once
   per phase (the engine's default) over the same batch with them run at every step
   (``Relaxer.defer_clamped = False``), same run;
+- ``shared x`` (``shared_free_speedup``): a full training batch with the paper's free phase (both
+  networks, learning on) over the same batch with a shared one (``learner.shared_free``: net_s
+  alone, no updates), alternating, every net;
 - peak memory: CPU, growth of the process's max RSS while one net is built and run (each net runs
   in its own process); CUDA, ``torch.cuda.max_memory_allocated``;
 - matmul: plain ``torch.matmul`` on fresh operands of exactly the GEMMs one step needs: per block
@@ -171,13 +174,14 @@ class Bench:
         self.cpu += c_fwd
         return t_fwd, t_upd
 
-    def full_batch(self, defer: bool = True) -> float:
-        relaxer = self.sys.relaxer
+    def full_batch(self, defer: bool = True, shared: bool = False) -> float:
+        relaxer, learner = self.sys.relaxer, self.sys.learner
         was, relaxer.defer_clamped = getattr(relaxer, "defer_clamped", True), defer
+        learner.shared_free = shared
         try:
             return self.timed(lambda: self.sys.train_batch(self.x[0], self.y[0]))
         finally:
-            relaxer.defer_clamped = was
+            relaxer.defer_clamped, learner.shared_free = was, False
 
     def test_inference(self) -> tuple[float, int]:
         self.sys.infer(self.x[1], stop_when_converged=True, tol=TOL)  # state settled on other data
@@ -234,6 +238,8 @@ def measure(net_name: str, threads: int, args, first: bool) -> dict:
         t_batch = min(bench.full_batch() for _ in range(1 if quick else 2))
         t_batch_per_step = min(bench.full_batch(defer=False) for _ in range(1 if quick else 2))
         t_test, test_steps = min(bench.test_inference() for _ in range(1 if quick else 2))
+    pairs = [(bench.full_batch(), bench.full_batch(shared=True)) for _ in range(3 if quick else 4)]  # first: warm-up
+    res["shared_free_speedup"] = min(a for a, _ in pairs[1:]) / min(b for _, b in pairs[1:])
     if first:  # memory of building and running this net, taken before the timing loops
         if device == "cuda":
             res["peak_mem_mib"] = torch.cuda.max_memory_allocated() / 2**20
@@ -297,7 +303,7 @@ def worker(args) -> None:
 # -- driver -----------------------------------------------------------------------------------------------
 def table(results: dict, threads: list[int]) -> str:
     head = ("net", "thr", "train st/s", "infer st/s", "train smp/s", "test smp/s (steps)", "peak MiB",
-            "matmul GF/s", "engine GF/s", "ratio", "ratio med", "ratio cpu", "ref x")
+            "matmul GF/s", "engine GF/s", "ratio", "ratio med", "ratio cpu", "ref x", "shared x")
     rows = [head]
     for name, by_thr in results.items():
         for thr in threads:
@@ -309,7 +315,7 @@ def table(results: dict, threads: list[int]) -> str:
                 f"{r['peak_mem_mib']:.0f}" if "peak_mem_mib" in r else "", f"{r['matmul_gflops']:.1f}",
                 f"{r['engine_gflops']:.1f}", f"{r['train_step_ratio']:.2f}", f"{r['train_step_ratio_median_pair']:.2f}",
                 f"{r['train_step_ratio_cpu_time']:.2f}",
-                f"{r['reference_speedup']:.1f}" if "reference_speedup" in r else "",
+                f"{r['reference_speedup']:.1f}" if "reference_speedup" in r else "", f"{r['shared_free_speedup']:.2f}",
             ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
