@@ -6,17 +6,29 @@ import subprocess
 import sys
 
 import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from astdp import report
 
 
-def _run(folder, experiment, metrics, extra=()):
+def _config(overrides):
+    """The config a run with these overrides saves (``.hydra/config.yaml``), or a stub where the
+    overrides only compose inside a sweep."""
+    try:
+        with initialize_config_dir(config_dir=str(report.CONF_DIR), version_base="1.3"):
+            return OmegaConf.to_yaml(compose("train", overrides=list(overrides)))
+    except Exception:
+        return yaml.safe_dump({"task_name": "train", "seed": 0})
+
+
+def _run(folder, experiment, metrics, extra=(), config=None):
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps(metrics))
     (folder / ".hydra").mkdir()
     overrides = [f"experiment={experiment}", *extra]
     (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"task_name": "train", "seed": 0}))
+    (folder / ".hydra" / "config.yaml").write_text(config or _config(overrides))
 
 
 def _fake_multirun(root):
@@ -64,7 +76,7 @@ def test_report_command_writes_markdown_csv_and_pngs(tmp_path):
     assert float(acc["paper"]) == 96.0 and float(acc["ours"]) == 96.0 and acc["runs"] == "2"
     assert acc["other_settings"] == "1"
     assert report.load_run(root / "1" / "metrics.json").setting == ()  # data.max_epochs=1 is the experiment's own
-    assert report.load_run(root / "6" / "metrics.json").setting == ("learner.alpha=1e-2",)
+    assert report.load_run(root / "6" / "metrics.json").setting == ("learner.alpha=0.01",)
     assert float(acc["ours_min"]) == 95.0 and float(acc["ours_max"]) == 97.0  # the two seeds' range
     assert "| 96.0 (95.0-97.0) | 2 |" in md
     assert float(by[("Table 2", "784-512-10", "infer/steps")]["ours"]) == 75.0
@@ -92,3 +104,21 @@ def test_a_row_without_runs_on_its_own_settings_reports_the_most_run_setting(tmp
     chosen, others = report.pick_setting(runs)
     assert [r.path.name for r in chosen] == ["0", "1"] and others == 1
     assert report.pick_setting([])[0] == []
+
+
+def test_a_run_from_before_its_experiment_file_changed_is_another_setting(tmp_path):
+    """Settings come from the saved config against the experiment file as it is now: a run whose
+    file has since changed differs although it had no override; keys only one side has (added or
+    removed since) and keys both sides take from another key are left out; without a saved config the
+    overrides tell."""
+    cfg = OmegaConf.create(_config(["experiment=table2_h512"]))
+    cfg.learner.alpha = 0.5  # the file's value when the run was made
+    cfg.trainer.max_epochs = "${data.max_epochs}"
+    cfg.data.max_epochs = 7
+    del cfg.learner["layer_alpha"]  # a key added to the config since
+    cfg.learner.retired = 3  # a key removed from it since
+    _run(tmp_path / "old", "table2_h512", {"test/acc": 0.9}, config=OmegaConf.to_yaml(cfg))
+    assert report.load_run(tmp_path / "old" / "metrics.json").setting == ("data.max_epochs=7", "learner.alpha=0.5")
+    _run(tmp_path / "bare", "table2_h512", {"test/acc": 0.9}, ["learner.alpha=1", "seed=3"],
+         config=yaml.safe_dump({"task_name": "train"}))
+    assert report.load_run(tmp_path / "bare" / "metrics.json").setting == ("learner.alpha=1",)

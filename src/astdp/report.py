@@ -5,10 +5,13 @@
 Every folder below the given one that holds a ``metrics.json`` (a flat dict written by each run)
 is a run; its ``.hydra/overrides.yaml`` gives the command and the experiment name (the
 ``+experiment@_global_=...`` override a sweep file appends, else ``experiment=...``, else ``.hydra/hydra.yaml``'s choices, else the config's
-``task_name``). Runs of one experiment that differ only in incidental overrides (seed, data
-root, logger, threads, hydra, device) are averaged; where an experiment was also run with other
-overrides (a probe, a search), its row uses the runs on the experiment's own settings, else the
-setting with the most runs, and says how many other settings it left out. Writes, in the given folder:
+``task_name``). A run's setting is how its saved config (``.hydra/config.yaml``: data, model,
+learner, depth, trainer, resolved) differs from its experiment file as it is in this checkout
+(without a saved config: its overrides other than seed, data root, logger, threads, hydra and
+device). Runs of one experiment on one setting (seeds) are averaged; where an experiment also ran
+on other settings (a probe, a search, a run from before its file changed), its row uses the runs
+on the experiment's own settings, else the setting with the most runs, and says how many other
+settings it left out. Writes, in the given folder:
 ``report.md``, ``report.csv``, ``report_figures/*.png`` (our plots, a learning-curve figure per
 experiment with runs logged by ``logger=csv``, and every PNG found in the runs). With an active
 W&B run the same tables go up as ``wandb.Table`` s and the PNGs as images.
@@ -77,9 +80,14 @@ COLUMNS = ["table", "row", "metric", "paper", "ours", "ours_min", "ours_max", "r
            "wall_s", "command"]
 
 
-EXPERIMENT_DIR = Path(__file__).resolve().parents[2] / "conf" / "experiment"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 # overrides that do not change what a run computes: runs differing only in these are averaged
 INCIDENTAL = ("seed", "data.root", "logger", "threads", "trainer.accelerator", "trainer.devices", "ckpt_path")
+# the config sections that decide what a run computes, and their keys that do not
+COMPARED = ("data", "model", "learner", "depth", "trainer")
+INCIDENTAL_KEYS = ("data.root", "data.num_workers", "data.download", "data.allow_fallback", "trainer.accelerator",
+                   "trainer.devices", "trainer.default_root_dir", "trainer.enable_progress_bar",
+                   "trainer.log_every_n_steps")
 
 
 @dataclass
@@ -88,7 +96,7 @@ class Run:
     experiment: str
     metrics: dict[str, Any]
     command: str
-    setting: tuple[str, ...] = ()  # the overrides that change the run (not the experiment, not INCIDENTAL)
+    setting: tuple[str, ...] = ()  # how the run differs from its experiment file, as ``key=value`` s
 
 
 def _load_yaml(path: Path) -> Any:
@@ -117,8 +125,9 @@ def load_run(metrics_path: Path) -> Run:
         rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+") not in ("experiment", "experiment@_global_")]
         overrides = [f"experiment={experiment}", *rest]
     command = " ".join(["python train.py", *overrides]).strip()
-    setting = tuple(sorted(o.lstrip("+") for o in overrides if _changes_run(o.split("=", 1)[0].lstrip("+"))
-                           and not _same_as_experiment(o, str(experiment))))
+    setting = _resolved_setting(hydra_dir / "config.yaml", str(experiment))
+    if setting is None:  # no saved config, or no experiment file to compare it with: the overrides tell
+        setting = tuple(sorted(o.lstrip("+") for o in overrides if _changes_run(o.split("=", 1)[0].lstrip("+"))))
     return Run(folder, str(experiment), metrics, command, setting)
 
 
@@ -126,24 +135,91 @@ def _changes_run(key: str) -> bool:
     return key not in ("experiment", "experiment@_global_", *INCIDENTAL) and not key.startswith("hydra.")
 
 
+def _flat(cfg: Any) -> tuple[dict[str, Any], frozenset[str]]:
+    """The COMPARED keys of a config (an OmegaConf ``DictConfig``) as {dotted key: plain value},
+    interpolations resolved, and the keys that are interpolations; a key that cannot be resolved
+    outside its run is left out."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    out: dict[str, Any] = {}
+    links: set[str] = set()
+
+    def walk(node: DictConfig, prefix: str) -> None:
+        for key in node.keys():
+            full = f"{prefix}{key}"
+            if full in INCIDENTAL_KEYS:
+                continue
+            try:
+                value = node[key]
+                if isinstance(value, ListConfig):
+                    value = OmegaConf.to_container(value, resolve=True)
+            except OmegaConfBaseException:
+                continue
+            if isinstance(value, DictConfig):
+                walk(value, full + ".")
+            else:
+                out[full] = value
+                if OmegaConf.is_interpolation(node, key):
+                    links.add(full)
+
+    for section in COMPARED:
+        if isinstance(cfg.get(section), DictConfig):
+            walk(cfg[section], section + ".")
+    return out, frozenset(links)
+
+
 @functools.lru_cache(maxsize=None)
-def _experiment_file(experiment: str) -> Any:
-    """An experiment file of this checkout (``conf/experiment/<name>.yaml``) as plain data, or None."""
-    return _load_yaml(EXPERIMENT_DIR / f"{experiment}.yaml")
+def _experiment_config(experiment: str) -> tuple[dict[str, Any], frozenset[str]] | None:
+    """``experiment=<name>`` composed from this checkout's conf/ (:func:`_flat`), or None where it
+    cannot be (no such file, a file that only composes inside a sweep, Hydra already running)."""
+    if not (CONF_DIR / "experiment" / f"{experiment}.yaml").is_file():
+        return None
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
-
-def _same_as_experiment(override: str, experiment: str) -> bool:
-    """An override that sets the value its experiment file sets anyway (e.g. a budget written out)."""
-    key, _, text = override.lstrip("+").partition("=")
-    node = _experiment_file(experiment)
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
+    if GlobalHydra.instance().is_initialized():
+        return None
     try:
-        return not isinstance(node, (dict, list)) and yaml.safe_load(text) == node
-    except yaml.YAMLError:
-        return False
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return _flat(compose("train", overrides=[f"experiment={experiment}"]))
+    except Exception:  # any composition error: the caller falls back to the run's overrides
+        return None
+
+
+def _show(value: Any) -> str:
+    """A value as an override would write it."""
+    if isinstance(value, list):
+        return "[" + ",".join(_show(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _resolved_setting(config_path: Path, experiment: str) -> tuple[str, ...] | None:
+    """How a run's saved config differs from its experiment file as it is now, as sorted ``key=value``
+    s over the COMPARED sections (so an override that only repeats the file's value, or an experiment
+    file changed after the run, is seen as it is). Keys only one side has (added or removed since)
+    are left out, and so are keys that both sides take from another key (``trainer.max_epochs:
+    ${data.max_epochs}``: that key tells). None without a saved config with those sections or a
+    composable experiment."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if not config_path.is_file():
+        return None
+    try:
+        run, run_links = _flat(OmegaConf.load(config_path))
+    except (OmegaConfBaseException, yaml.YAMLError):
+        return None
+    composed = _experiment_config(experiment) if run else None
+    if composed is None:
+        return None
+    exp, exp_links = composed
+    return tuple(sorted(f"{k}={_show(v)}" for k, v in run.items()
+                        if k in exp and exp[k] != v and not (k in run_links and k in exp_links)))
 
 
 def pick_setting(group: list[Run]) -> tuple[list[Run], int]:
