@@ -109,16 +109,18 @@ def test_a_row_without_runs_on_its_own_settings_reports_the_most_run_setting(tmp
 def test_a_run_from_before_its_experiment_file_changed_is_another_setting(tmp_path):
     """Settings come from the saved config against the experiment file as it is now: a run whose
     file has since changed differs although it had no override; keys only one side has (added or
-    removed since) and keys both sides take from another key are left out; without a saved config the
-    overrides tell."""
+    removed since) and keys both sides take from another key are left out, unless the experiment
+    file sets the key; without a saved config the overrides tell."""
     cfg = OmegaConf.create(_config(["experiment=table2_h512"]))
     cfg.learner.alpha = 0.5  # the file's value when the run was made
     cfg.trainer.max_epochs = "${data.max_epochs}"
     cfg.data.max_epochs = 7
     del cfg.learner["layer_alpha"]  # a key added to the config since
     cfg.learner.retired = 3  # a key removed from it since
+    del cfg.learner["test_steps"]  # a key the experiment file sets, chosen after the run
     _run(tmp_path / "old", "table2_h512", {"test/acc": 0.9}, config=OmegaConf.to_yaml(cfg))
-    assert report.load_run(tmp_path / "old" / "metrics.json").setting == ("data.max_epochs=7", "learner.alpha=0.5")
+    assert report.load_run(tmp_path / "old" / "metrics.json").setting == (
+        "data.max_epochs=7", "learner.alpha=0.5", "learner.test_steps=(unset)")
     _run(tmp_path / "bare", "table2_h512", {"test/acc": 0.9}, ["learner.alpha=1", "seed=3"],
          config=yaml.safe_dump({"task_name": "train"}))
     assert report.load_run(tmp_path / "bare" / "metrics.json").setting == ("learner.alpha=1",)

@@ -202,7 +202,8 @@ def _resolved_setting(config_path: Path, experiment: str) -> tuple[str, ...] | N
     """How a run's saved config differs from its experiment file as it is now, as sorted ``key=value``
     s over the COMPARED sections (so an override that only repeats the file's value, or an experiment
     file changed after the run, is seen as it is). Keys only one side has (added or removed since)
-    are left out, and so are keys that both sides take from another key (``trainer.max_epochs:
+    are left out, unless the experiment file sets one the run lacks (``key=(unset)``), and so are
+    keys that both sides take from another key (``trainer.max_epochs:
     ${data.max_epochs}``: that key tells). None without a saved config with those sections or a
     composable experiment."""
     from omegaconf import OmegaConf
@@ -218,8 +219,22 @@ def _resolved_setting(config_path: Path, experiment: str) -> tuple[str, ...] | N
     if composed is None:
         return None
     exp, exp_links = composed
-    return tuple(sorted(f"{k}={_show(v)}" for k, v in run.items()
-                        if k in exp and exp[k] != v and not (k in run_links and k in exp_links)))
+    differ = [f"{k}={_show(v)}" for k, v in run.items()
+              if k in exp and exp[k] != v and not (k in run_links and k in exp_links)]
+    # a key the experiment file sets but the run's config lacks: the file chose it after the run
+    unset = [f"{k}=(unset)" for k in exp if k not in run and _file_sets(experiment, k)]
+    return tuple(sorted(differ + unset))
+
+
+@functools.lru_cache(maxsize=None)
+def _file_sets(experiment: str, key: str) -> bool:
+    """The experiment file itself (``conf/experiment/<name>.yaml``, global package) sets ``key``."""
+    node = _load_yaml(CONF_DIR / "experiment" / f"{experiment}.yaml")
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def pick_setting(group: list[Run]) -> tuple[list[Run], int]:
