@@ -23,7 +23,9 @@ The functions at the end compute these equations in place on preallocated tensor
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -89,16 +91,27 @@ class Dynamics:
 
 
 # -- the step, as functions on tensors (the relaxation loop calls these on its buffers, in place) --------
-def drive_into(net, z: torch.Tensor, out: torch.Tensor, skip: tuple[int, ...] = (),
-               fixed: dict[int, torch.Tensor] | None = None) -> None:
-    """eq (2) without ``rho'``: ``out[:, layer] = sum_blocks z[:, block] @ W_k^T + b_layer``.
+NARROW = 32  # fewer output columns than this: a product is computed transposed (drive_ops, update_ops)
+
+
+def drive_ops(net, z: torch.Tensor, out: torch.Tensor, skip: tuple[int, ...] = (),
+              fixed: dict[int, torch.Tensor] | None = None, narrow: bool = False) -> list[Callable[[], object]]:
+    """eq (2) without ``rho'`` as a list of calls: running them writes
+    ``out[:, layer] = sum_blocks z[:, block] @ W_k^T + b_layer``.
 
     ``z``, ``out``: (2B, N) rows of states (net_s then net_l; (B, N): net_s alone), one GEMM per block, written straight
     into the receiving layer's columns. Layers in ``skip`` are left untouched. ``fixed[k]`` (B, n_post)
     is block ``k``'s term when its pre-synaptic states are the same in both networks and known
     (clamped inputs): it is added to both networks' rows instead of running the block's GEMM.
+    The calls hold views of ``z``, ``out``, the weights and ``fixed``: built once, they stay valid
+    while those tensors are changed in place (a phase of the relaxation).
+
+    ``narrow``: a layer with fewer than :data:`NARROW` neurons (the outputs) gets its drive as
+    ``W_k @ z^T`` into a (n_layer, rows) buffer, then transposed into ``out``: the same sums, in a
+    shape that BLAS runs several times faster than a product with a handful of strided columns.
     """
     t = net.topology
+    ops: list[Callable[[], object]] = []
     for layer, ks in enumerate(t.blocks_into):
         if layer in skip:
             continue
@@ -108,18 +121,35 @@ def drive_into(net, z: torch.Tensor, out: torch.Tensor, skip: tuple[int, ...] = 
             if fixed is not None and k in fixed:
                 both = cols.view(-1, fixed[k].shape[0], cols.shape[1])  # (networks, B, n_layer)
                 if first:
-                    torch.add(fixed[k], net.biases[layer], out=both[0])
-                    both[1:].copy_(both[:1])
+                    ops.append(functools.partial(torch.add, fixed[k], net.biases[layer], out=both[0]))
+                    if both.shape[0] > 1:
+                        ops.append(functools.partial(both[1:].copy_, both[:1]))
                 else:
-                    both.add_(fixed[k])
+                    ops.append(functools.partial(both.add_, fixed[k]))
+            elif narrow and cols.shape[1] < NARROW:
+                blk = t.blocks[k]
+                zt, buf = z[:, blk.lo : blk.hi].t(), out.new_empty(cols.shape[1], cols.shape[0])
+                if first:
+                    ops += [functools.partial(torch.addmm, net.biases[layer].unsqueeze(1), net.weights[k], zt, out=buf),
+                            functools.partial(cols.copy_, buf.t())]
+                else:
+                    ops += [functools.partial(torch.mm, net.weights[k], zt, out=buf), functools.partial(cols.add_, buf.t())]
             else:
                 blk = t.blocks[k]
                 zk, wt = z[:, blk.lo : blk.hi], net.weights[k].t()
                 if first:
-                    torch.addmm(net.biases[layer], zk, wt, out=cols)
+                    ops.append(functools.partial(torch.addmm, net.biases[layer], zk, wt, out=cols))
                 else:
-                    cols.addmm_(zk, wt)
+                    ops.append(functools.partial(cols.addmm_, zk, wt))
             first = False
+    return ops
+
+
+def drive_into(net, z: torch.Tensor, out: torch.Tensor, skip: tuple[int, ...] = (),
+               fixed: dict[int, torch.Tensor] | None = None) -> None:
+    """eq (2) without ``rho'``, computed now (:func:`drive_ops`)."""
+    for op in drive_ops(net, z, out, skip, fixed):
+        op()
 
 
 def force_(f: torch.Tensor, d: torch.Tensor, s: torch.Tensor, a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

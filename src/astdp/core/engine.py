@@ -44,15 +44,21 @@ Everything runs under ``torch.no_grad()``; nothing here builds an autograd graph
 """
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass, field
 
 import torch
 
-from astdp.core import activations, dynamics, fake_target, plasticity
+from astdp.core import activations, draws, dynamics, fake_target, fused, plasticity
 from astdp.core.dynamics import Dynamics
 from astdp.core.network import Network
 from astdp.core.plasticity import Plasticity
 from astdp.core.state import State
+
+log = logging.getLogger(__name__)
+ENGINES = ("eager", "fused")  # how a phase's steps run (Relaxer.engine); both compute the same equations
+DRAWS = ("generator", "counter")  # where fake-target uniforms come from (Relaxer.draws)
 
 
 @dataclass
@@ -192,6 +198,14 @@ class _Workspace:
                 state.v[:, :, sl].mul_(keep)
 
 
+def _cloned(args) -> list:
+    """Copies of the step's arguments with the same shapes and strides."""
+    def copy(t: torch.Tensor) -> torch.Tensor:
+        return t.new_empty_strided(t.size(), t.stride()).copy_(t)
+
+    return [tuple(copy(t) for t in a) if isinstance(a, tuple) else copy(a) for a in args]
+
+
 class Relaxer:
     """Runs phases on a :class:`State`; owns no state of its own beyond configuration and scratch buffers."""
 
@@ -203,6 +217,8 @@ class Relaxer:
         fake: FakeTargets,
         generator: torch.Generator | None = None,
         reduce_hook=None,
+        engine: str = "eager",
+        draw_seed: int = 0,
     ) -> None:
         self.net = net
         self.dyn = dynamics
@@ -212,6 +228,25 @@ class Relaxer:
         self.reduce_hook = reduce_hook
         self.defer_clamped = True  # blocks from exactly clamped inputs once per phase (False: every step)
         self._workspaces: dict[tuple, _Workspace] = {}
+        self.draw_counter = torch.zeros((), dtype=torch.int64)  # counter draws made so far (checkpointed)
+        self.draw_key = torch.tensor(draws.seed_key(draw_seed), dtype=torch.int64)
+        self._ready: set = set()  # (spec, shapes) whose compiled step has run once
+        self.set_engine(engine)
+
+    def set_engine(self, engine: str) -> None:
+        """``eager``: the step as separate torch operations, fake-target draws from ``generator``;
+        ``fused``: the element-wise part of every step in one compiled pass (:mod:`astdp.core.fused`)
+        with counter-based draws (:mod:`astdp.core.draws`). ``draws`` may be set apart afterwards
+        (``counter`` in the eager engine gives it the fused engine's draws)."""
+        if engine not in ENGINES:
+            raise ValueError(f"model.engine must be one of {('auto', *ENGINES)}, got {engine!r}")
+        self.engine = engine
+        self.draws = "counter" if engine == "fused" else "generator"
+
+    def seed_draws(self, seed: int) -> None:
+        """Restart the counter draws from ``seed`` (e.g. one stream per data-parallel process)."""
+        self.draw_key = torch.tensor(draws.seed_key(seed), dtype=torch.int64, device=self.draw_key.device)
+        self.draw_counter.zero_()
 
     @torch.no_grad()
     def run(
@@ -253,7 +288,14 @@ class Relaxer:
                 ws.adz.zero_()
             learn = phase.learn and alpha > 0 and not phase.shared
             self._defer_begin(ws, alpha if learn else 0.0, scales)
-            for _ in range(phase.steps):
+            if self._fused_applies(record, learn):
+                step, done = self._fused_phase(state, ws, phase.steps, nets, fake_on, alpha if learn else 0.0, scales,
+                                               conv, track_tol, stop_when_converged, check_every, step, dz_sum,
+                                               fire_sum)
+                phase_steps = 0
+            else:
+                phase_steps = phase.steps
+            for _ in range(phase_steps):
                 dmax, fired = self._advance(state, ws, fake_on, alpha if learn else 0.0, scales,
                                             track=conv is not None, nets=nets)
                 dz_sum.add_(ws.adz.sum())
@@ -420,12 +462,17 @@ class Relaxer:
         ws.deferred_keys = tuple(d[0] for d in ws.deferred)
         ws.carry = (z_clamped.clone(), fixed, grams) if fixed else None
 
-    def _defer_step(self, ws: _Workspace) -> None:
+    def _defer_ops(self, ws: _Workspace) -> list:
         """After a step's update: ``D += r dz_post``, and the fixed drive ``+= r (z_in z_in^T) dz_post``."""
+        ops = []
         for k, post, _, gram, acc, rate in ws.deferred:
             dz = ws.dz[:, post]  # (B, n_post)
-            acc.add_(dz, alpha=rate)
-            ws.fixed[k].addmm_(gram, dz, alpha=rate)
+            ops += [functools.partial(acc.add_, dz, alpha=rate), functools.partial(ws.fixed[k].addmm_, gram, dz, alpha=rate)]
+        return ops
+
+    def _defer_step(self, ws: _Workspace) -> None:
+        for op in self._defer_ops(ws):
+            op()
 
     def _defer_end(self, ws: _Workspace) -> None:
         """``W += D^T z_in`` for every deferred block. The fixed drives, already ``z_in W^T`` for the new
@@ -440,11 +487,119 @@ class Relaxer:
         u, scratch, t_f, fired, beta_fired, pull = ws.fake_buffers()
         dz_h, adz_h, dzm = ws.dz[:, hs], ws.adz[:, hs], state.dzm[:, hs]  # (B, N_hidden)
         fake_target.running_mean_(dzm, adz_h, fk.m)  # eq (18)
-        torch.rand(u.shape, generator=self.generator, dtype=u.dtype, device=u.device, out=u)
+        self._uniform_into(u)
         fake_target.fire_into(adz_h, dzm, u, fk.k, fk.rule, fired, scratch)  # Algorithm 1 / eq (18)
         fake_target.value_into(dz_h, fk.t_c, fk.center, t_f)  # eq (16)
         fake_target.nudge_(ws.force[:, :, hs], state.s[:, :, hs], fired, self._fake_beta(ws), t_f, beta_fired, pull)
         return fired
+
+    def _uniform_into(self, u: torch.Tensor) -> None:
+        """One draw of ``U(0, 1)`` per hidden neuron and sample, from ``generator`` or the counter."""
+        if self.draws == "counter":
+            counter, key = self._draw_tensors(u.device)
+            u.copy_(draws.uniform(counter, key, u.shape[0], u.shape[1], u.dtype))
+            counter.add_(1)
+        else:
+            torch.rand(u.shape, generator=self.generator, dtype=u.dtype, device=u.device, out=u)
+
+    def _draw_tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.draw_counter.device != device:
+            self.draw_counter = self.draw_counter.to(device)
+            self.draw_key = self.draw_key.to(device)
+        return self.draw_counter, self.draw_key
+
+    # -- the fused engine -------------------------------------------------------------------------------
+    def _fused_applies(self, record: bool, learn: bool) -> bool:
+        """The fused step covers every option but traces (``record``) and derivative smoothing."""
+        return self.engine == "fused" and not record and not (learn and self.plast.smoothing > 0)
+
+    def _fused_phase(self, state: State, ws: _Workspace, steps: int, nets: int, fake_on: bool, alpha: float, scales,
+                     conv, track_tol, stop_when_converged: bool, check_every: int, step: int, dz_sum, fire_sum):
+        """The steps of one phase with the element-wise work in one compiled call per step.
+
+        A step's products come first (the drive from ``z``, then the update from ``dz`` and ``z_s``:
+        both read the step's start, and the update does not change the drive already computed), then
+        the compiled pass, which also leaves ``rho``, ``rho'``-free ``z`` and ``dz`` of the next
+        step's start. Every call is built once per phase. Returns (steps so far, stopped early).
+        """
+        net, t, dyn = self.net, self.net.topology, self.dyn
+        lo, n, batch = ws.lo, t.n, state.s.shape[1]
+        s, z = state.s[:nets, :, lo:], ws.z[:nets, :, lo:]
+        activations.get_into(dyn.activation)(s, z, ws.d[:nets, :, lo:])  # the first step's start
+        if nets == 2:
+            plasticity.difference_into(z, ws.dz[:, lo:], ws.adz[:, lo:])
+        pending = ws.adz.sum()  # sum |dz| of the coming step's start
+        ops = dynamics.drive_ops(net, ws.z[:nets].view(nets * batch, n), ws.pre[: nets * batch], ws.skip, ws.fixed,
+                                narrow=True)
+        if alpha > 0:
+            rate = self.plast.rate(alpha, batch)
+            if self.reduce_hook is None:
+                ops += plasticity.update_ops(net, ws.dz, ws.z[0], rate, ws.skip, scales, ws.deferred_keys, narrow=True)
+            else:
+                ops.append(functools.partial(plasticity.apply, net, ws.dz, ws.z[0], rate, self.reduce_hook,
+                                             skip_posts=ws.skip, scales=scales, skip_blocks=ws.deferred_keys))
+            ops += self._defer_ops(ws)
+        spec, args = self._fused_args(state, ws, nets, fake_on, conv is not None)
+        kernel = self._kernel(spec, args)
+        done = False
+        for _ in range(steps):
+            dz_sum.add_(pending)
+            for op in ops:
+                op()
+            dmax, adz_sum, fired, _ = kernel(*args)
+            if adz_sum is not None:
+                pending = adz_sum
+            if fired is not None:
+                fire_sum.add_(fired)
+            step += 1
+            if conv is not None:
+                conv.masked_fill_((dmax < track_tol) & (conv < 0), step)
+                if stop_when_converged and step % check_every == 0 and bool((conv >= 0).all()):
+                    done = True
+                    break
+        return step, done
+
+    def _fused_args(self, state: State, ws: _Workspace, nets: int, fake_on: bool, track: bool):
+        """The :class:`fused.StepSpec` of this phase and the tensors its step reads and writes."""
+        t, dyn, fk, lo = self.net.topology, self.dyn, self.fake, ws.lo
+        hs = t.hidden_slice
+        exact = tuple((sl.start - lo, sl.stop - lo) for sl, _, _ in ws.exact)
+        if any(a < 0 for a, _ in exact):
+            raise ValueError("an exact clamp inside an exactly clamped input layer")
+        spec = fused.StepSpec(
+            nets=nets, activation=dyn.activation, eps=tuple(dyn.eps[:nets]), bounds=dyn.bounds, momentum=dyn.momentum,
+            fake=("fire" if nets == 2 else "decay") if fake_on else "off", k=fk.k, t_c=fk.t_c, center=fk.center,
+            m=fk.m, rule=fk.rule, fake_beta=tuple(fk.beta or dyn.beta), hidden=(hs.start - lo, hs.stop - lo),
+            exact=exact, track=track, track_real=dyn.bounds is not None or bool(ws.exact))
+        counter, key = self._draw_tensors(state.s.device)
+        per_net = [tuple(x[i] for i in range(nets)) for x in (
+            ws.force[:, :, lo:], state.s[:, :, lo:], state.v[:, :, lo:], ws.z[:, :, lo:],
+            ws.a[:, :, lo:], ws.c[:, :, lo:])]
+        pre, s, v, z, a, c = per_net
+        hidden = torch.zeros(t.n - lo, dtype=ws.dz.dtype, device=ws.dz.device)
+        hidden[hs.start - lo : hs.stop - lo] = 1.0
+        args = (pre, s, v, z, ws.dz[:, lo:], a, c, state.dzm[:, lo:], hidden, counter, key,
+                tuple(keep[:nets] for _, keep, _ in ws.exact), tuple(val[:nets] for _, _, val in ws.exact))
+        return spec, args
+
+    def _kernel(self, spec: fused.StepSpec, args):
+        """The compiled step for ``spec``; compiled on copies of ``args`` the first time it meets their
+        shapes, so that a failure leaves the state as it was. If compiling fails, the engine turns
+        eager for good with a one-line notice, and the eager step runs in its place."""
+        key = (spec, fused.layout(args))
+        kernel = fused.compiled(*key)
+        if key in self._ready:
+            return kernel
+        try:
+            kernel(*_cloned(args))
+        except Exception as err:  # noqa: BLE001 (any compiler failure: the eager step is the fallback)
+            log.warning("model.engine=fused: compiling the step failed (%s: %s); running eager",
+                        type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+            self.set_engine("eager")
+            self.draws = "counter"  # keep the same stream of draws
+            return functools.partial(fused.step, spec)  # the same step uncompiled, for the rest of this phase
+        self._ready.add(key)
+        return kernel
 
     def _fake_beta(self, ws: _Workspace) -> torch.Tensor:
         pair = self.fake.beta or self.dyn.beta

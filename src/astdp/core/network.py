@@ -262,11 +262,15 @@ class Network(nn.Module):
                 ba.add_(d_ab.t())
         self.zero_self_connections()
 
+    def self_connections(self) -> list[torch.Tensor]:
+        """Views of the diagonals of the lateral squares (self-connections, kept at zero)."""
+        t = self.topology
+        return [w[:, blk.lateral_offset : blk.lateral_offset + t.sizes[blk.post]].diagonal()
+                for blk, w in zip(t.blocks, self.weights) if blk.lateral_offset is not None]
+
     def zero_self_connections(self) -> None:
-        for blk, w in zip(self.topology.blocks, self.weights):
-            if blk.lateral_offset is not None:
-                n = self.topology.sizes[blk.post]
-                w[:, blk.lateral_offset : blk.lateral_offset + n].diagonal().zero_()
+        for diag in self.self_connections():
+            diag.zero_()
 
     def reinit_block(self, k: int, generator: torch.Generator | None = None) -> None:
         blk = self.topology.blocks[k]
