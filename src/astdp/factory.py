@@ -98,4 +98,4 @@ def build_system(
     return System(topology, dynamics, plasticity, build_fake(model), learner_obj, batch_size, seed=seed,
                   readout=model.get("readout", "l"), infer_fake=bool(model.get("infer_fake", False)),
                   persistent=bool(model.get("persistent", True)), pairs=str(model.get("pairs", "own")),
-                  device=device)
+                  device=device, engine=str(model.get("engine", "auto")))

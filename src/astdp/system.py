@@ -10,17 +10,26 @@ scripts and tests use it directly.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
 from astdp.core.dynamics import Dynamics
-from astdp.core.engine import FakeTargets, Phase, Relaxer, RunStats
+from astdp.core import fused
+from astdp.core.engine import ENGINES, FakeTargets, Phase, Relaxer, RunStats
 from astdp.core.network import Network, Topology
 from astdp.core.plasticity import Plasticity
 from astdp.core.state import State
 from astdp.learners.base import Learner
 
 READOUTS = {"s": 0, "l": 1}
+ENGINE_CHOICES = ("auto", *ENGINES)
+# model.engine=auto compiles the fused step only for runs of at least this many element-steps
+# (relaxation steps x batch x neurons): below it the compile (tens of seconds on a cold cache, a few
+# on a warm one) costs more than the fused steps save (docs/BENCHMARKS.md).
+AUTO_MIN_WORK = 1e9
+log = logging.getLogger(__name__)
 
 
 class System(nn.Module):
@@ -39,7 +48,10 @@ class System(nn.Module):
         pairs: str = "own",
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        engine: str = "auto",
     ) -> None:
+        if engine not in ENGINE_CHOICES:
+            raise ValueError(f"model.engine must be one of {ENGINE_CHOICES}, got {engine!r}")
         if readout not in READOUTS:
             raise ValueError(f"model.readout must be one of {sorted(READOUTS)}, got {readout!r}")
         if batch_size < 1:
@@ -51,12 +63,34 @@ class System(nn.Module):
         self.generator = torch.Generator().manual_seed(seed)
         self.net = Network.init(topology, generator=self.generator, dtype=dtype, device=device, pairs=pairs)
         device_gen = self.generator if torch.device(device).type == "cpu" else torch.Generator(device).manual_seed(seed)
-        self.relaxer = Relaxer(self.net, dynamics, plasticity, fake, generator=device_gen)
+        self.relaxer = Relaxer(self.net, dynamics, plasticity, fake, generator=device_gen, draw_seed=seed)
+        self.engine = engine  # as asked; "auto" runs eager until choose_engine (the harness, from the run's length)
+        if engine != "auto":
+            self.choose_engine()
         self._device_rng: torch.Tensor | None = None  # a device generator state waiting for the move
         for prefix in ("train", "eval"):
             for key, t in self.new_state().tensors().items():
                 self.register_buffer(f"{prefix}_{key}", t)
         learner.prepare(self.net)
+
+    def choose_engine(self, work: float | None = None) -> str:
+        """Set the relaxer's engine from ``model.engine``; returns the one in use.
+
+        ``fused`` where it can be compiled for this device, else ``eager`` with a one-line notice;
+        ``auto`` is ``fused`` when it can be compiled and ``work`` (the run's relaxation steps x batch
+        x neurons, None: unknown) reaches :data:`AUTO_MIN_WORK`, else ``eager``.
+        """
+        want = self.engine
+        if want == "auto":
+            want = "fused" if work is None or work >= AUTO_MIN_WORK else "eager"
+        if want == "fused":
+            why = fused.compiler_notice(self.net.weights[0].device)
+            if why is not None:
+                log.warning("model.engine=%s: %s; running the eager engine", self.engine, why)
+                want = "eager"
+        if want != self.relaxer.engine:
+            self.relaxer.set_engine(want)
+        return want
 
     @property
     def train_state(self) -> State:

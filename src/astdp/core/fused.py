@@ -135,10 +135,14 @@ def step(spec: StepSpec, pre, s, v, z, dz, a, c, dzm, hidden, counter, key, keep
     return dmax, adz_sum, fired_sum, fire
 
 
-def compiler_notice() -> str | None:
-    """Why the fused step cannot be compiled here (one line), or None when it can be tried."""
-    if not hasattr(torch, "compile"):
-        return "this torch has no torch.compile"
+def compiler_notice(device: torch.device | str = "cpu") -> str | None:
+    """Why the fused step cannot be compiled for ``device`` (one line), or None when it can be tried."""
+    if torch.device(device).type == "cuda":
+        try:
+            import triton  # noqa: F401  (inductor's GPU code generator)
+        except ImportError:
+            return "torch.compile needs triton on CUDA, and it is not installed"
+        return None
     cxx = os.environ.get("CXX") or "g++"
     if shutil.which(cxx) is None and shutil.which("c++") is None:
         return f"no C++ compiler ({cxx}) on PATH, which torch.compile needs on the CPU"

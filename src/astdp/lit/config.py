@@ -22,6 +22,7 @@ from astdp.data.datamodule import NAMES as DATA_NAMES
 from astdp.data.datamodule import AstdpDataModule
 from astdp.data.toy import STRIDES
 from astdp.learners import LEARNERS
+from astdp.system import ENGINE_CHOICES
 
 
 class ConfigError(ValueError):
@@ -98,6 +99,8 @@ def validate_model(model: Mapping[str, Any]) -> None:
     for key in ("momentum", "init_scale", "smoothing"):
         if key in model:
             need(_is_num(model[key]), f"model.{key} must be a number, got {model[key]!r}")
+    need(model.get("engine", "auto") in ENGINE_CHOICES,
+         f"model.engine must be one of {list(ENGINE_CHOICES)}, got {model.get('engine')!r}")
     fake = model.get("fake_target") or {}
     for key in ("k", "t_c", "m", "center"):
         if key in fake:
@@ -166,7 +169,7 @@ def known_keys(group: str) -> frozenset[str]:
         from astdp.core.dynamics import Dynamics
 
         keys |= {*factory.dataclass_keys(Dynamics), "fake_target", "readout", "infer_fake", "persistent", "pairs",
-                 "reduction", "smoothing"}
+                 "reduction", "smoothing", "engine"}
     elif group == "data":
         keys |= set(inspect.signature(AstdpDataModule.__init__).parameters) - {"self", "protocol"}
     elif group == "depth":

@@ -80,6 +80,7 @@ class AstdpLitModule(LightningModule):
         self.saved_world_size: int | None = None  # processes of the run that wrote the checkpoint resumed from
         self.periodic: PeriodicSum | None = None  # sync=periodic: the weights at the last synchronisation
         self.weight_spread: float | None = None  # several processes: max |W - W on rank 0| after training
+        self.engine_chosen = False  # model.engine=auto is settled once per run, from its length
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Inference: outputs (B, n_out) after ``steps`` clamped-input relaxation steps."""
@@ -114,10 +115,24 @@ class AstdpLitModule(LightningModule):
             self.periodic = PeriodicSum(list(self.system.parameters()))  # on the device, after a resume
         if self.global_rank > 0:  # every process draws its own fake targets (rank 0's are restored on resume)
             self.system.relaxer.generator.manual_seed(hash((self.seed, self.global_rank, self.global_step)) % 2**62)
+            self.system.relaxer.seed_draws(hash((self.seed, self.global_rank, self.global_step)) % 2**62)
+        self._choose_engine(self.trainer.estimated_stepping_batches, self.system.learner.steps)
         plast = self.system.relaxer.plast
         if plast.schedule == "cosine" and plast.total_batches is None:
             total = self.trainer.estimated_stepping_batches
             plast.total_batches = int(total) if total != float("inf") else None
+
+    def _choose_engine(self, batches: float, steps: int) -> None:
+        """``model.engine=auto``: fused for a run long enough to repay compiling it (System.choose_engine)."""
+        work = batches * steps * self.system.batch_size * self.system.topology.n
+        engine = self.system.choose_engine(work if work != float("inf") else None)
+        self.engine_chosen = True
+        if is_rank_zero():
+            log.info("engine: %s (model.engine=%s)", engine, self.system.engine)
+
+    def on_test_start(self) -> None:
+        if not self.engine_chosen:  # evaluate.py: testing is the whole run
+            self._choose_engine(sum(self.trainer.num_test_batches), self.test_steps)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.periodic is not None and (self.global_step % self.trainer.strategy.sync_every == 0
@@ -220,6 +235,7 @@ class AstdpLitModule(LightningModule):
         if device_rng is not None:
             checkpoint["astdp_rng_device"] = device_rng
         checkpoint["astdp_learner"] = self.system.learner.state_dict()
+        checkpoint["astdp_draws"] = int(self.system.relaxer.draw_counter)
         checkpoint["astdp_world_size"] = self.trainer.world_size if self._trainer is not None else 1
         if self.val_acc_best.update_count:
             checkpoint["astdp_val_acc_best"] = self.val_acc_best.compute()
@@ -233,6 +249,7 @@ class AstdpLitModule(LightningModule):
             self.system.set_device_rng_state(checkpoint["astdp_rng_device"])
         upgrade_state_dict(checkpoint.get("state_dict", {}))
         self.system.learner.load_state_dict(checkpoint.get("astdp_learner") or {})
+        self.system.relaxer.draw_counter.fill_(int(checkpoint.get("astdp_draws", 0)))
         self.saved_world_size = int(checkpoint.get("astdp_world_size", 1))
         if "astdp_val_acc_best" in checkpoint:
             self.val_acc_best.reset()
