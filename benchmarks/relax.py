@@ -37,9 +37,16 @@ with fake targets off (their cost is a uniform draw per hidden neuron and step, 
 count includes), and the dense reference step of the tests (``tests/reference.py``) is timed in
 the same run for the speedup column (``ref x``).
 
-Worker processes run with ``OMP_WAIT_POLICY=PASSIVE`` unless told otherwise: on a machine shared
-with other busy processes, OpenMP threads that spin while waiting stall every parallel region
-(two-thread figures drop by 10x or more, matmul included).
+Worker processes inherit the OpenMP wait of astdp (a bounded spin, ``GOMP_SPINCOUNT``; see
+``src/astdp/__init__.py``) unless ``--omp-wait-policy`` says otherwise: ``PASSIVE`` threads sleep
+at once and pay a wake-up in each of a step's dozens of short parallel regions; ``ACTIVE`` ones
+spin without end and stall every region when another busy process shares the cores.
+
+The timed system runs ``model.engine=fused`` (``--step``): what ``auto`` runs for a long run.
+``fused x`` (``fused_speedup``) is a full training batch of the eager engine over one of the fused
+engine, same net and data, alternating in one process, at the first thread count; ``thread x``
+(``thread_speedup``) is the timed engine's full batch at the first thread count over the last, in
+turns in one process (after each switch of the thread count one batch runs untimed).
 
 The last line printed is one JSON object with all figures.
 """
@@ -57,6 +64,7 @@ import subprocess
 import sys
 import time
 
+import astdp  # noqa: F401  (sets the OpenMP wait before torch loads)
 import torch
 
 NETS = {  # name: (hidden sizes, lateral)
@@ -95,11 +103,13 @@ def device_name(device: str) -> str:
 class Bench:
     """One net on one device: the system, its data, and timers."""
 
-    def __init__(self, net_name: str, device: str, engine: str | None, seed: int = 0, reading: str = "bounded"):
+    def __init__(self, net_name: str, device: str, engine: str | None, seed: int = 0, reading: str = "bounded",
+                 step: str = "fused"):
         from astdp.factory import build_system
 
         hidden, lateral = NETS[net_name]
         model, main_lateral = READINGS[reading]
+        model = {**model, "engine": step}
         lateral = main_lateral if net_name == MAIN else lateral
         self.device = torch.device(device)
         self.sys = build_system(model, {"name": "supervised", "alpha": 1e-4, "steps": STEPS, "free_steps": FREE_STEPS},
@@ -214,6 +224,42 @@ class Bench:
         return self.timed(go)
 
 
+def alternate(fns: list, rounds: int) -> list[float]:
+    """The best of ``rounds`` timings of each of ``fns`` (seconds), run in turn: load from other
+    processes hits all of them alike."""
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best
+
+
+def fused_speedup(bench: Bench, args, rounds: int) -> float:
+    """A full training batch of the eager engine over one of the fused engine, same net, seeds and
+    batch, alternating in this process (both warmed up first: the fused step's compile excluded)."""
+    eager = Bench(bench.name, args.device, None, reading=args.reading, step="eager")
+    eager.full_batch(), bench.full_batch()
+    t_eager, t_fused = alternate([eager.full_batch, bench.full_batch], rounds)
+    return t_eager / t_fused
+
+
+def thread_speedup(bench: Bench, threads: list[int], rounds: int) -> float:
+    """A full training batch at ``threads[0]`` over one at ``threads[-1]``, in turns in this process:
+    each turn sets the thread count, runs one batch untimed (the switch of thread pools and, the first
+    time, the compile for that count) and times the next."""
+    best = {n: float("inf") for n in (threads[0], threads[-1])}
+    for _ in range(rounds):
+        for n in best:
+            torch.set_num_threads(n)
+            bench.full_batch()
+            t0 = time.perf_counter()
+            bench.full_batch()
+            best[n] = min(best[n], time.perf_counter() - t0)
+    return best[threads[0]] / best[threads[-1]]
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
@@ -227,7 +273,8 @@ def measure(net_name: str, threads: int, args, first: bool) -> dict:
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     rss0 = peak_rss_mib()
-    bench = Bench(net_name, device, args.engine, reading=args.reading)
+    bench = Bench(net_name, device, args.engine, reading=args.reading, step=args.step)
+    bench.name = net_name
     bench.train_steps(2)
     bench.infer_steps(2)
     bench.matmul_steps(1)
@@ -283,6 +330,8 @@ def measure(net_name: str, threads: int, args, first: bool) -> dict:
     else:  # quick run, deep nets: a full batch is STEPS training steps, test inference at most STEPS steps
         res.update({"train_samples_per_s": BATCH / (STEPS * t_train), "test_samples_per_s": BATCH / (STEPS * t_infer),
                     "test_steps": STEPS, "estimated": True})
+    if first and args.step == "fused" and args.engine is None:
+        res["fused_speedup"] = fused_speedup(bench, args, 3 if quick else 5)
     if main:
         res["train_step_ratio_without_fake"] = t_mm / min(nofake)
         ref = [bench.reference_steps(2) for _ in range(2 if quick else 3)]
@@ -297,13 +346,16 @@ def worker(args) -> None:
     out = {}
     for i, threads in enumerate(args.threads):
         out[threads] = measure(args.worker, threads, args, first=i == 0)
+    if len(args.threads) > 1 and args.device == "cpu":
+        bench = Bench(args.worker, args.device, args.engine, reading=args.reading, step=args.step)
+        out[args.threads[0]]["thread_speedup"] = thread_speedup(bench, args.threads, 3 if args.quick else 5)
     print("RESULT " + json.dumps(out))
 
 
 # -- driver -----------------------------------------------------------------------------------------------
 def table(results: dict, threads: list[int]) -> str:
     head = ("net", "thr", "train st/s", "infer st/s", "train smp/s", "test smp/s (steps)", "peak MiB",
-            "matmul GF/s", "engine GF/s", "ratio", "ratio med", "ratio cpu", "ref x", "shared x")
+            "matmul GF/s", "engine GF/s", "ratio", "ratio med", "ratio cpu", "ref x", "shared x", "fused x", "thread x")
     rows = [head]
     for name, by_thr in results.items():
         for thr in threads:
@@ -316,6 +368,8 @@ def table(results: dict, threads: list[int]) -> str:
                 f"{r['engine_gflops']:.1f}", f"{r['train_step_ratio']:.2f}", f"{r['train_step_ratio_median_pair']:.2f}",
                 f"{r['train_step_ratio_cpu_time']:.2f}",
                 f"{r['reference_speedup']:.1f}" if "reference_speedup" in r else "", f"{r['shared_free_speedup']:.2f}",
+                f"{r['fused_speedup']:.2f}" if "fused_speedup" in r else "",
+                f"{r['thread_speedup']:.2f}" if "thread_speedup" in r else "",
             ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
@@ -331,9 +385,12 @@ def main(argv=None) -> None:
     p.add_argument("--reading", choices=list(READINGS), default="bounded", help="model reading (default: bounded)")
     p.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
     p.add_argument("--engine", default=None, help="module providing another Relaxer to time instead (same API)")
-    p.add_argument("--omp-wait-policy", default="PASSIVE", choices=("PASSIVE", "ACTIVE", "inherit"),
-                   help="OMP_WAIT_POLICY of the measuring processes (default PASSIVE: on a shared machine, spinning "
-                        "OpenMP threads stall every parallel region; 'inherit' keeps the environment's)")
+    p.add_argument("--step", choices=("fused", "eager"), default="fused",
+                   help="model.engine of the timed system (default fused, what model.engine=auto runs for long runs)")
+    p.add_argument("--omp-wait-policy", default="inherit", choices=("PASSIVE", "ACTIVE", "inherit"),
+                   help="OMP_WAIT_POLICY of the measuring processes (default inherit: the environment's, else "
+                        "astdp's bounded spin GOMP_SPINCOUNT; PASSIVE: waiting threads sleep at once; ACTIVE: they "
+                        "spin without end)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.device == "cuda":
@@ -347,7 +404,7 @@ def main(argv=None) -> None:
     env = dict(os.environ)
     if args.omp_wait_policy != "inherit":
         env["OMP_WAIT_POLICY"] = args.omp_wait_policy
-    wait_policy = env.get("OMP_WAIT_POLICY", "unset")
+    wait_policy = env.get("OMP_WAIT_POLICY") or f"unset, GOMP_SPINCOUNT={env.get('GOMP_SPINCOUNT', 'unset')}"
     print(f"device: {device_name(args.device)}; torch {torch.__version__}; threads {args.threads}; "
           f"OMP_WAIT_POLICY={wait_policy}; batch {BATCH}; T = {STEPS}; float32; "
           f"{'quick' if args.quick else 'full'} run; {args.reading} reading" + (f"; engine {args.engine}" if args.engine else ""), flush=True)
@@ -356,7 +413,7 @@ def main(argv=None) -> None:
         cmd = [sys.executable, "-m", "benchmarks.relax", "--worker", name, "--device", args.device,
                "--threads", *map(str, args.threads)] + (["--quick"] if args.quick else [])
         cmd += ["--engine", args.engine] if args.engine else []
-        cmd += ["--reading", args.reading]
+        cmd += ["--reading", args.reading, "--step", args.step, "--omp-wait-policy", args.omp_wait_policy]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not line:
@@ -380,6 +437,10 @@ def main(argv=None) -> None:
             if "defer_speedup" in r:
                 summary[f"defer_speedup_{thr}t"] = round(r["defer_speedup"], 2)
         summary["train_step_ratio"] = summary[f"train_step_ratio_{args.threads[0]}t"]
+    for key in ("fused_speedup", "thread_speedup"):
+        found = {name: round(by[str(args.threads[0])][key], 3) for name, by in results.items() if key in by[str(args.threads[0])]}
+        if found:
+            summary[key] = found
     summary["nets"] = {name: {f"{thr}t": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
                               for thr, r in ((int(t), r) for t, r in by.items())} for name, by in results.items()}
     print(json.dumps(summary))

@@ -19,10 +19,10 @@ def test_time_to_accuracy_reports_every_learner(tmp_path, capsys):
     for key in ("astdp", "bp_ce"):
         assert {f"{key}_s_to_90", f"{key}_samples_to_90", f"{key}_s_to_95", f"{key}_best"} <= set(out)
     assert out["astdp_best"] > 0.3  # 768 training samples: well above chance (0.1)
-    curve = next(line for line in printed if "] supervised:" in line).split(": ", 1)[1].split()
+    curve = next(line for line in printed if "] supervised (eager):" in line).split(": ", 1)[1].split()
     samples = [int(point.split(":")[0]) for point in curve]
     assert samples == [256, 512, 768]  # a check every 256 samples, the last at the end of the epoch
-    assert any(line.startswith("| supervised | 90% |") for line in printed)
+    assert any(line.startswith("| supervised (eager) | 90% |") for line in printed)  # a short run: auto is eager
 
 
 def test_a_target_reached_is_reported_with_its_time_and_samples(tmp_path):
@@ -47,8 +47,22 @@ def test_engine_step_reaches_most_of_the_matmul_throughput(threads):
     assert min(ratios.values()) >= 0.8, ratios
 
 
+@pytest.mark.bench
+def test_fused_engine_and_a_second_thread_pay():
+    """benchmarks.relax: the fused engine >= 2.5x the eager one on 784-512-10 and >= 2x on the deep
+    nets (one thread, alternating in one process); a second thread >= 1.6x for every net."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.relax", "--quick", "--threads", "1", "2"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    fused_x, thread_x = summary["fused_speedup"], summary["thread_speedup"]
+    assert fused_x["784-512-10"] >= 2.5 and min(fused_x.values()) >= 2.0, fused_x
+    assert min(thread_x.values()) >= 1.6, thread_x
+
+
 @pytest.mark.gpu
-def test_engine_on_cuda_matches_the_cpu_engine():
+@pytest.mark.parametrize("engine", ["eager", "fused"])
+def test_engine_on_cuda_matches_the_cpu_engine(engine):
     import torch
 
     from astdp.factory import build_system
@@ -56,7 +70,7 @@ def test_engine_on_cuda_matches_the_cpu_engine():
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     model = {"activation": "hardsigmoid", "eps": [0.5, 0.5], "bounds": [0.0, 1.0], "input_clamp": "exact",
-             "beta_input": [1.0, 1.0], "beta_output": [0.0, 1.0], "fake_target": {"enabled": False}}
+             "beta_input": [1.0, 1.0], "beta_output": [0.0, 1.0], "fake_target": {"enabled": False}, "engine": engine}
     learner = {"name": "supervised", "alpha": 1e-3, "steps": 12, "free_steps": 4, "schedule": "constant"}
     x, y = torch.rand(16, 20), torch.arange(16) % 5
     nets = []

@@ -64,6 +64,7 @@ class System(nn.Module):
         self.net = Network.init(topology, generator=self.generator, dtype=dtype, device=device, pairs=pairs)
         device_gen = self.generator if torch.device(device).type == "cpu" else torch.Generator(device).manual_seed(seed)
         self.relaxer = Relaxer(self.net, dynamics, plasticity, fake, generator=device_gen, draw_seed=seed)
+        self.relaxer.fused_batch = batch_size  # a short last batch runs eager steps, not a compile of its own
         self.engine = engine  # as asked; "auto" runs eager until choose_engine (the harness, from the run's length)
         if engine != "auto":
             self.choose_engine()

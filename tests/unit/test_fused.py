@@ -183,3 +183,16 @@ def test_a_failed_compile_falls_back_to_eager_and_keeps_the_state(monkeypatch, c
     assert fast.relaxer.engine == "eager" and fast.relaxer.draws == "counter"
     assert sum("compiling the step failed" in r.getMessage() for r in caplog.records) == 1
     _assert_same(eager, fast)
+
+
+@needs_compiler
+def test_a_short_batch_takes_eager_steps_with_the_same_draws():
+    """The short last batch of an epoch is not compiled for: it runs the eager step on the counter
+    draws, so the run equals the eager engine's all the same."""
+    eager, fast = _system("eager"), _system("fused")
+    (x, y), (x2, y2) = _batches(2)
+    for sysm in (eager, fast):
+        sysm.train_batch(x, y)
+        sysm.train_batch(x2[:3], y2[:3])
+    _assert_same(eager, fast)
+    assert fast.relaxer._ready and all(layout[1][0][0] == BATCH for _, layout in fast.relaxer._ready)

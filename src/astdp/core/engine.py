@@ -231,6 +231,7 @@ class Relaxer:
         self.draw_counter = torch.zeros((), dtype=torch.int64)  # counter draws made so far (checkpointed)
         self.draw_key = torch.tensor(draws.seed_key(draw_seed), dtype=torch.int64)
         self._ready: set = set()  # (spec, shapes) whose compiled step has run once
+        self.fused_batch: int | None = None  # the batch size the fused step is compiled for (None: any)
         self.set_engine(engine)
 
     def set_engine(self, engine: str) -> None:
@@ -288,7 +289,7 @@ class Relaxer:
                 ws.adz.zero_()
             learn = phase.learn and alpha > 0 and not phase.shared
             self._defer_begin(ws, alpha if learn else 0.0, scales)
-            if self._fused_applies(record, learn):
+            if self._fused_applies(record, learn, batch):
                 step, done = self._fused_phase(state, ws, phase.steps, nets, fake_on, alpha if learn else 0.0, scales,
                                                conv, track_tol, stop_when_converged, check_every, step, dz_sum,
                                                fire_sum)
@@ -509,9 +510,12 @@ class Relaxer:
         return self.draw_counter, self.draw_key
 
     # -- the fused engine -------------------------------------------------------------------------------
-    def _fused_applies(self, record: bool, learn: bool) -> bool:
-        """The fused step covers every option but traces (``record``) and derivative smoothing."""
-        return self.engine == "fused" and not record and not (learn and self.plast.smoothing > 0)
+    def _fused_applies(self, record: bool, learn: bool, batch: int) -> bool:
+        """The fused step covers every option but traces (``record``) and derivative smoothing, and
+        runs batches of ``fused_batch`` samples when set: another size (the short last batch of an
+        epoch) takes eager steps with the same draws rather than a compile of its own."""
+        return (self.engine == "fused" and not record and not (learn and self.plast.smoothing > 0)
+                and self.fused_batch in (None, batch))
 
     def _fused_phase(self, state: State, ws: _Workspace, steps: int, nets: int, fake_on: bool, alpha: float, scales,
                      conv, track_tol, stop_when_converged: bool, check_every: int, step: int, dz_sum, fire_sum):
@@ -586,7 +590,7 @@ class Relaxer:
         """The compiled step for ``spec``; compiled on copies of ``args`` the first time it meets their
         shapes, so that a failure leaves the state as it was. If compiling fails, the engine turns
         eager for good with a one-line notice, and the eager step runs in its place."""
-        key = (spec, fused.layout(args))
+        key = (spec, (*fused.layout(args), torch.get_num_threads()))  # CPU code is generated for a thread count
         kernel = fused.compiled(*key)
         if key in self._ready:
             return kernel
