@@ -110,6 +110,7 @@ BAD = [
     ("model.fake_target.m=1.0", "model.fake_target.m must lie in [0, 1)"),
     ("model.readout=x", "model.readout must be one of"),
     ("model.reduction=max", "model.reduction must be one of"),
+    ("model.engine=turbo", "model.engine must be one of ['auto', 'eager', 'fused']"),
     ("model.eps=abc", "model.eps must be a pair of numbers"),
     ("learner.steps=-5", "learner.steps must be an integer >= 1"),
     ("learner.free_steps=300", "learner.free_steps must be an integer in [0, learner.steps=60]"),
