@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import astdp  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
+import astdp  # noqa: F401  (sets the OpenMP wait before torch loads)
 import torch
 
 torch.set_num_threads(1)

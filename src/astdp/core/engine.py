@@ -38,6 +38,11 @@ How it is computed (the cost of a step should be its matrix products):
 - Nothing in the loop reads a value back to the host, so on CUDA the steps queue without
   synchronising; the only sync is the convergence check every ``check_every`` steps.
 
+The fused engine (``Relaxer.engine = "fused"``, :mod:`astdp.core.fused`) keeps 2. and 6. as they
+are, called through lists built once per phase, and replaces 1., 3.-5. and the next step's 1. by
+one compiled pass; its fake-target uniforms come from a counter-based hash (:mod:`astdp.core.draws`),
+which the eager loop also takes when ``Relaxer.draws = "counter"``.
+
 Inference tracking records, per sample, the first step (counted from the data change) at which
 ``max_i |s_i(t+1) - s_i(t)| < tol`` in both networks (the real change, after clipping), and can stop once every sample has converged.
 Everything runs under ``torch.no_grad()``; nothing here builds an autograd graph.
@@ -58,7 +63,6 @@ from astdp.core.state import State
 
 log = logging.getLogger(__name__)
 ENGINES = ("eager", "fused")  # how a phase's steps run (Relaxer.engine); both compute the same equations
-DRAWS = ("generator", "counter")  # where fake-target uniforms come from (Relaxer.draws)
 
 
 @dataclass
@@ -198,6 +202,15 @@ class _Workspace:
                 state.v[:, :, sl].mul_(keep)
 
 
+def _converged(conv, dmax, tol, step: int, stop: bool, check_every: int) -> bool:
+    """Record in ``conv`` the samples whose change fell below ``tol`` at ``step``; True when the
+    run may stop (every sample has converged, checked every ``check_every`` steps)."""
+    if conv is None:
+        return False
+    conv.masked_fill_((dmax < tol) & (conv < 0), step)
+    return stop and step % check_every == 0 and bool((conv >= 0).all())
+
+
 def _cloned(args) -> list:
     """Copies of the step's arguments with the same shapes and strides."""
     def copy(t: torch.Tensor) -> torch.Tensor:
@@ -306,11 +319,9 @@ class Relaxer:
                     trace.append({"s": s.clone(), "dz": ws.dz.clone(), "fired": fired.bool() if fired is not None
                                   else torch.zeros(batch, 0, dtype=torch.bool, device=dev)})
                 step += 1
-                if conv is not None:
-                    conv.masked_fill_((dmax < track_tol) & (conv < 0), step)
-                    if stop_when_converged and step % check_every == 0 and bool((conv >= 0).all()):
-                        done = True
-                        break
+                if _converged(conv, dmax, track_tol, step, stop_when_converged, check_every):
+                    done = True
+                    break
             self._defer_end(ws)
             if phase.shared:
                 state.s[1].copy_(state.s[0])
@@ -523,8 +534,8 @@ class Relaxer:
 
         A step's products come first (the drive from ``z``, then the update from ``dz`` and ``z_s``:
         both read the step's start, and the update does not change the drive already computed), then
-        the compiled pass, which also leaves ``rho``, ``rho'``-free ``z`` and ``dz`` of the next
-        step's start. Every call is built once per phase. Returns (steps so far, stopped early).
+        the compiled pass, which also leaves ``z = rho(s)``, ``dz`` and the column sums of ``dz`` of
+        the next step's start. Every call is built once per phase. Returns (steps so far, stopped early).
         """
         net, t, dyn = self.net, self.net.topology, self.dyn
         lo, n, batch = ws.lo, t.n, state.s.shape[1]
@@ -533,17 +544,20 @@ class Relaxer:
         if nets == 2:
             plasticity.difference_into(z, ws.dz[:, lo:], ws.adz[:, lo:])
         pending = ws.adz.sum()  # sum |dz| of the coming step's start
+        dz_cols = ws.dz.sum(0)  # (N,) its column sums, which the compiled step keeps up to date
         ops = dynamics.drive_ops(net, ws.z[:nets].view(nets * batch, n), ws.pre[: nets * batch], ws.skip, ws.fixed,
                                 narrow=True)
         if alpha > 0:
             rate = self.plast.rate(alpha, batch)
             if self.reduce_hook is None:
-                ops += plasticity.update_ops(net, ws.dz, ws.z[0], rate, ws.skip, scales, ws.deferred_keys, narrow=True)
+                ops += plasticity.update_ops(net, ws.dz, ws.z[0], rate, ws.skip, scales, ws.deferred_keys, narrow=True,
+                                             column_sums=dz_cols)
             else:
                 ops.append(functools.partial(plasticity.apply, net, ws.dz, ws.z[0], rate, self.reduce_hook,
                                              skip_posts=ws.skip, scales=scales, skip_blocks=ws.deferred_keys))
             ops += self._defer_ops(ws)
         spec, args = self._fused_args(state, ws, nets, fake_on, conv is not None)
+        args = (*args, dz_cols[lo:])
         kernel = self._kernel(spec, args)
         done = False
         for _ in range(steps):
@@ -556,11 +570,9 @@ class Relaxer:
             if fired is not None:
                 fire_sum.add_(fired)
             step += 1
-            if conv is not None:
-                conv.masked_fill_((dmax < track_tol) & (conv < 0), step)
-                if stop_when_converged and step % check_every == 0 and bool((conv >= 0).all()):
-                    done = True
-                    break
+            if _converged(conv, dmax, track_tol, step, stop_when_converged, check_every):
+                done = True
+                break
         return step, done
 
     def _fused_args(self, state: State, ws: _Workspace, nets: int, fake_on: bool, track: bool):

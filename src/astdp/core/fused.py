@@ -67,13 +67,14 @@ def _pad(x: torch.Tensor, lo: int, width: int, value: float = 0.0) -> torch.Tens
     return F.pad(x, (lo, width - lo - x.shape[-1]), value=value)
 
 
-def step(spec: StepSpec, pre, s, v, z, dz, a, c, dzm, hidden, counter, key, keeps, values):
+def step(spec: StepSpec, pre, s, v, z, dz, a, c, dzm, hidden, counter, key, keeps, values, dz_cols):
     """One step's element-wise work in place on ``s``, ``v``, ``z``, ``dz``, ``dzm`` and ``counter``.
 
     ``pre``, ``s``, ``v``, ``z``, ``a``, ``c``: one (B, M) tensor per stepped network (tuples),
     so that every read, write and sum shares one (B, M) iteration space and each network's
     state is written where it lies (no scatter into a stacked buffer). ``hidden`` (M,): 1 on the
-    hidden columns, 0 elsewhere. Returns (max |ds| (B,) or None, sum |dz| of the new state or
+    hidden columns, 0 elsewhere. ``dz_cols`` (M,) takes the column sums of the new ``dz`` (the
+    biases' update at the next step). Returns (max |ds| (B,) or None, sum |dz| of the new state or
     None, fake targets fired or None, and the (B, M) 0/1 of the fired ones or None: returned so
     that it is computed once and kept, not recomputed, draws included, by every pass that reads it).
     """
@@ -131,6 +132,7 @@ def step(spec: StepSpec, pre, s, v, z, dz, a, c, dzm, hidden, counter, key, keep
     if spec.nets == 2:
         dz_new = zs[1] - zs[0]
         dz.copy_(dz_new)
+        dz_cols.copy_(dz_new.sum(dim=0))  # (M,): the next step's bias update, eq (15)
         adz_sum = dz_new.abs().sum()
     return dmax, adz_sum, fired_sum, fire
 
@@ -149,24 +151,15 @@ def compiler_notice(device: torch.device | str = "cpu") -> str | None:
     return None
 
 
-def _raise_recompile_limit(n: int = 256) -> None:
-    """Dynamo keeps a few compiled versions per function; one per spec and shape is wanted here."""
-    cfg = torch._dynamo.config
-    for name in ("recompile_limit", "cache_size_limit"):
-        if hasattr(cfg, name) and getattr(cfg, name) < n:
-            setattr(cfg, name, n)
-
-
 @functools.lru_cache(maxsize=None)
 def compiled(spec: StepSpec, layout: tuple):
-    """The compiled step for ``spec`` and one ``layout`` of its arguments (shapes, strides, dtype,
-    device), compiled at its first call: ``compiled(spec, layout)(*args)``.
+    """The compiled step for ``spec`` and one ``layout`` of its arguments (shapes, strides, dtypes,
+    devices and the thread count), compiled at its first call: ``compiled(spec, layout)(*args)``.
 
     Each (spec, layout) gets a code object of its own and keeps no guards: the caller (the engine)
     looks the compiled step up by exactly what the guards would check, so that a step does not
     spend tens of microseconds re-checking two dozen tensors that cannot have changed.
     """
-    _raise_recompile_limit()
     name = f"step_{compiled.cache_info().currsize}"  # dynamo keeps compiled versions per code object
     code = step.__code__.replace(co_name=name, co_qualname=name)
     fn = torch.compile(types.FunctionType(code, step.__globals__, name), dynamic=False, fullgraph=True,

@@ -190,9 +190,12 @@ def _learning_blocks(net: Network, post_signal: torch.Tensor, pre_rate: torch.Te
 
 def update_ops(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate: float,
                skip_posts: tuple[int, ...] = (), scales: tuple[list[float], list[float]] | None = None,
-               skip_blocks: tuple[int, ...] = (), narrow: bool = False) -> list:
+               skip_blocks: tuple[int, ...] = (), narrow: bool = False, column_sums: torch.Tensor | None = None) -> list:
     """:func:`apply` without a reduce hook, as a list of calls on views of ``post_signal``,
     ``pre_rate`` and the parameters: built once, run at every step while those change in place.
+
+    ``column_sums`` (N,): kept equal to ``post_signal.sum(0)`` by the caller (the fused step
+    writes it with the next step's ``dz``), so the biases take it instead of a batch sum here.
 
     ``narrow``: a block with fewer than ``dynamics.NARROW`` pre-synaptic columns (from the outputs)
     takes its update as ``(pre^T @ post)^T``: a (span, n_post) product into a buffer, added
@@ -208,8 +211,10 @@ def update_ops(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, 
             ops.append(functools.partial(w.addmm_, post_t, pre, alpha=r))
     layers = [l for l in range(t.n_layers) if l not in net.frozen_bias]
     if layers:
-        bias_sum = torch.empty(post_signal.shape[1], dtype=post_signal.dtype, device=post_signal.device)  # (N,)
-        ops.append(functools.partial(torch.sum, post_signal, 0, out=bias_sum))
+        bias_sum = column_sums
+        if bias_sum is None:
+            bias_sum = torch.empty(post_signal.shape[1], dtype=post_signal.dtype, device=post_signal.device)  # (N,)
+            ops.append(functools.partial(torch.sum, post_signal, 0, out=bias_sum))
         ops += [functools.partial(net.biases[l].add_, bias_sum[t.slice(l)], alpha=rate * scales[1][l] if scales else rate)
                 for l in layers]
     return ops + [diag.zero_ for diag in net.self_connections()]
