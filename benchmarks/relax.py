@@ -108,6 +108,7 @@ class Bench:
                  step: str = "fused"):
         from astdp.factory import build_system
 
+        self.name = net_name
         hidden, lateral = NETS[net_name]
         model, main_lateral = READINGS[reading]
         model = {**model, "engine": step}
@@ -275,7 +276,6 @@ def measure(net_name: str, threads: int, args, first: bool) -> dict:
         torch.cuda.reset_peak_memory_stats()
     rss0 = peak_rss_mib()
     bench = Bench(net_name, device, args.engine, reading=args.reading, step=args.step)
-    bench.name = net_name
     bench.train_steps(2)
     bench.infer_steps(2)
     bench.matmul_steps(1)

@@ -15,8 +15,8 @@ import logging
 import torch
 from torch import nn
 
-from astdp.core.dynamics import Dynamics
 from astdp.core import fused
+from astdp.core.dynamics import Dynamics
 from astdp.core.engine import ENGINES, FakeTargets, Phase, Relaxer, RunStats
 from astdp.core.network import Network, Topology
 from astdp.core.plasticity import Plasticity

@@ -11,19 +11,19 @@ the order they take once the step's matrix products are done:
     s   <- clip(s + eps f, lo, hi) ; s = t on exact clamps
     z, dz <- rho(s), rho(s_l) - rho(s_s)        for the next step's products and update (15)
 
-``rho'(s)`` is recomputed from ``s`` rather than stored. What the engine's eager loop writes in a
-dozen whole-state passes (and a generator call for the draws) is here one generated loop nest
-that reads ``W z + b``, ``s``, ``dzm`` (and ``v``) once and writes ``s``, ``z``, ``dz`` and ``dzm``
-once. It returns the step's convergence measure ``max |ds|`` per sample (when tracked), the sum of
-the new ``|dz|`` and the number of fake targets fired.
+``rho'(s)`` is recomputed from ``s`` rather than stored. What the engine's eager loop does in some
+twenty whole-state passes (and a generator call for the draws) is here a few generated loops that
+read ``W z + b``, ``s``, ``a``, ``c``, ``dzm`` (and ``v``) and write ``s``, ``z``, ``dz``, ``dzm``
+and the column sums of ``dz``. It returns the step's convergence measure ``max |ds|`` per sample
+(when tracked), the sum of the new ``|dz|`` and the number of fake targets fired.
 
 Shapes: ``pre``, ``s``, ``v``, ``z``: per network, (B, M) views of the stepped columns (M = N minus
 an exactly clamped input layer); ``dz``, ``dzm``: (B, M) (``dzm`` changes on the hidden columns
 only); ``a``, ``c``: per network (B, M), the targets folded in as the engine keeps them.
 
 Everything that decides the generated code is in a :class:`StepSpec` (a frozen dataclass); one
-compiled function is kept per spec, and inductor specialises it once per shape (its on-disk cache
-serves later processes). :func:`compiler_notice` says, in one line, why compiling cannot work on
+compiled function is kept per spec and argument layout (:func:`compiled`), and inductor's on-disk
+cache serves later processes. :func:`compiler_notice` says, in one line, why compiling cannot work on
 this machine, if it cannot.
 """
 
