@@ -37,11 +37,12 @@ with fake targets off (their cost is a uniform draw per hidden neuron and step, 
 count includes), and the dense reference step of the tests (``tests/reference.py``) is timed in
 the same run for the speedup column (``ref x``).
 
-Worker processes inherit the OpenMP wait of astdp (a bounded spin, ``GOMP_SPINCOUNT``, unless the
-environment sets a policy; see ``src/astdp/__init__.py``) unless ``--omp-wait-policy`` sets a
-policy (and drops the spin count): ``PASSIVE`` threads sleep at once and pay a wake-up in each of
-a step's dozens of short parallel regions; on a machine shared with other busy processes, threads
-that spin stall every parallel region (two-thread figures drop by 10x or more, matmul included).
+Worker processes inherit the environment's OpenMP wait (astdp sets none; see
+``src/astdp/__init__.py``) unless ``--omp-wait-policy`` sets a policy (and drops any
+``GOMP_SPINCOUNT``, which would override it): ``PASSIVE`` threads sleep at once and pay a wake-up
+in each of a step's dozens of short parallel regions; on a machine shared with other busy
+processes, threads that spin stall every parallel region (two-thread figures drop by 10x or more,
+matmul included).
 
 The timed system runs ``model.engine=fused`` (``--step``): what ``auto`` runs for a long run.
 ``fused x`` (``fused_speedup``) is a full training batch of the eager engine over one of the fused
@@ -65,7 +66,6 @@ import subprocess
 import sys
 import time
 
-import astdp  # noqa: F401  (sets the OpenMP wait before torch loads)
 import torch
 
 NETS = {  # name: (hidden sizes, lateral)
@@ -390,7 +390,7 @@ def main(argv=None) -> None:
                    help="model.engine of the timed system (default fused, what model.engine=auto runs for long runs)")
     p.add_argument("--omp-wait-policy", default="inherit", choices=("PASSIVE", "ACTIVE", "inherit"),
                    help="OMP_WAIT_POLICY of the measuring processes (default inherit: the environment's, else "
-                        "astdp's bounded spin; PASSIVE: waiting threads sleep at once; ACTIVE: they spin)")
+                        "OpenMP's own spin; PASSIVE: waiting threads sleep at once; ACTIVE: they spin)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.device == "cuda":
@@ -404,7 +404,7 @@ def main(argv=None) -> None:
     env = dict(os.environ)
     if args.omp_wait_policy != "inherit":
         env["OMP_WAIT_POLICY"] = args.omp_wait_policy
-        env.pop("GOMP_SPINCOUNT", None)  # else the count set by astdp would override the policy
+        env.pop("GOMP_SPINCOUNT", None)  # a spin count would override the policy
     wait_policy = env.get("OMP_WAIT_POLICY") or f"unset, GOMP_SPINCOUNT={env.get('GOMP_SPINCOUNT', 'unset')}"
     print(f"device: {device_name(args.device)}; torch {torch.__version__}; threads {args.threads}; "
           f"OMP_WAIT_POLICY={wait_policy}; batch {BATCH}; T = {STEPS}; float32; "

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import astdp  # noqa: F401  (sets the OpenMP wait before torch loads)
 import torch
 
 from astdp.factory import build_system

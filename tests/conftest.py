@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-import astdp  # noqa: F401  (sets the OpenMP wait before torch loads)
 import torch
 
 torch.set_num_threads(1)

@@ -1,14 +1,10 @@
 """astdp: approximate STDP on continuous Hopfield networks."""
 
-import os
-
 # OpenMP threads wait between parallel regions by spinning, then sleeping. A relaxation step is
-# dozens of short regions back to back: threads that sleep at once (OMP_WAIT_POLICY=PASSIVE) pay a
-# wake-up in every region, and two threads ran 2x slower than one here (docs/BENCHMARKS.md). A
-# bounded spin keeps them awake across a step. On a machine shared with other busy processes,
-# spinning threads stall each other: set OMP_WAIT_POLICY=PASSIVE there. Only effective when astdp
-# is imported before torch; the environment's own settings win.
-if "OMP_WAIT_POLICY" not in os.environ:
-    os.environ.setdefault("GOMP_SPINCOUNT", "200000")
+# dozens of short regions back to back, and its compiled pass several more: threads put to sleep at
+# once (OMP_WAIT_POLICY=PASSIVE) or after a short spin pay a wake-up in each, and two threads then
+# ran slower than one (docs/BENCHMARKS.md). astdp therefore leaves OpenMP's own long spin in place.
+# On a machine shared with other busy processes, spinning threads stall each other: export
+# OMP_WAIT_POLICY=PASSIVE there (or run one thread per process, where no thread waits).
 
 __version__ = "0.1.0"
