@@ -30,6 +30,7 @@ this machine, if it cannot.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import shutil
 import types
@@ -160,6 +161,8 @@ def compiled(spec: StepSpec, layout: tuple):
     looks the compiled step up by exactly what the guards would check, so that a step does not
     spend tens of microseconds re-checking two dozen tensors that cannot have changed.
     """
+    # inductor's C++ builder warns once, on every CPU-only machine, that it found no CUDA runtime
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     name = f"step_{compiled.cache_info().currsize}"  # dynamo keeps compiled versions per code object
     code = step.__code__.replace(co_name=name, co_qualname=name)
     fn = torch.compile(types.FunctionType(code, step.__globals__, name), dynamic=False, fullgraph=True,
