@@ -4,8 +4,10 @@
     python scripts/engine_ab.py --threads 2 --hidden 512 512 512 --steps 240 --free-steps 80
 
 Both systems are the default bounded model with fake targets on, built from the same seed, trained
-on the same random batch; after two warm-up batches each (the fused step's compile), the best of
-``--rounds`` batches of each is printed, and their ratio.
+on the same random batch; after two warm-up batches each, the best of ``--rounds`` batches of each
+is printed, and their ratio. ``compile``: the fused engine's first batch less its best one (the
+compile of its step; run with ``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)`` for an empty cache).
+``--profile``: then the self time per operation of three batches of each engine (``torch.profiler``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--free-steps", type=int, default=20)
     p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--profile", action="store_true", help="print where each engine's batches spend their time")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     learner = {"name": "supervised", "alpha": 1e-3, "steps": args.steps, "free_steps": args.free_steps,
@@ -36,9 +39,12 @@ def main(argv=None) -> None:
                for engine in ("eager", "fused")]
     g = torch.Generator().manual_seed(1)
     x, y = torch.rand(128, 784, generator=g), torch.randint(0, 10, (128,), generator=g)
-    for _ in range(2):
-        for sysm in systems:
-            sysm.train_batch(x, y)
+    first = []
+    for sysm in systems:
+        t0 = time.perf_counter()
+        sysm.train_batch(x, y)
+        first.append(time.perf_counter() - t0)
+        sysm.train_batch(x, y)
     best = [float("inf")] * 2
     for _ in range(args.rounds):
         for i, sysm in enumerate(systems):
@@ -46,7 +52,17 @@ def main(argv=None) -> None:
             sysm.train_batch(x, y)
             best[i] = min(best[i], time.perf_counter() - t0)
     print(f"784-{'-'.join(map(str, args.hidden))}-10, {args.threads} thread(s), {args.steps} steps: "
-          f"eager {best[0] * 1e3:.1f} ms, fused {best[1] * 1e3:.1f} ms per batch, eager / fused {best[0] / best[1]:.2f}")
+          f"eager {best[0] * 1e3:.1f} ms, fused {best[1] * 1e3:.1f} ms per batch, eager / fused {best[0] / best[1]:.2f}; "
+          f"compile {first[1] - best[1]:.1f} s")
+    if args.profile:
+        from torch.profiler import profile
+
+        for engine, sysm in zip(("eager", "fused"), systems):
+            with profile() as prof:
+                for _ in range(3):
+                    sysm.train_batch(x, y)
+            print(f"{engine} engine, three batches:")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
 if __name__ == "__main__":

@@ -50,11 +50,16 @@ def uniform_at(index: torch.Tensor, k: torch.Tensor, dtype: torch.dtype) -> torc
     return (hash32(index ^ k) >> 8).to(dtype) * _GRID
 
 
+def positions(rows: int, cols: int, device, width: int | None = None, first: int = 0) -> torch.Tensor:
+    """The int64 draw positions ``b * cols + (j - first)`` of a (rows, width) grid whose columns
+    ``[first, first + cols)`` are the drawn ones (default: all ``cols`` of a (rows, cols) grid)."""
+    width = cols if width is None else width
+    return torch.arange(rows, device=device).unsqueeze(1) * cols + torch.arange(-first, width - first, device=device)
+
+
 def uniform(counter: torch.Tensor, key: torch.Tensor, rows: int, cols: int, dtype: torch.dtype) -> torch.Tensor:
     """The (rows, cols) draws of number ``counter``: position ``(b, i)`` is ``b * cols + i``."""
-    dev = counter.device
-    index = torch.arange(rows, device=dev).unsqueeze(1) * cols + torch.arange(cols, device=dev)
-    return uniform_at(index, step_key(counter, key), dtype)
+    return uniform_at(positions(rows, cols, counter.device), step_key(counter, key), dtype)
 
 
 def seed_key(seed: int) -> int:

@@ -147,10 +147,19 @@ class _Workspace:
         self.key = (eps, n_hidden)
         self.n_hidden = n_hidden
         self._fake: tuple[torch.Tensor, ...] | None = None
+        self._hidden: tuple[int, torch.Tensor] | None = None  # (lo, mask) of hidden_mask
         self.fixed: dict[int, torch.Tensor] | None = None  # drive of blocks from clamped inputs (Relaxer._defer_begin)
         self.deferred: list[tuple] = []  # their summed updates, applied at the end of the phase
         self.deferred_keys: tuple[int, ...] = ()
         self.carry: tuple | None = None  # (clamped inputs' z, their drives, Gram matrices) left by the last phase
+
+    def hidden_mask(self, hidden: slice, lo: int) -> torch.Tensor:
+        """(N - lo,): 1 on the hidden columns of the state from column ``lo`` on, 0 elsewhere (kept)."""
+        if self._hidden is None or self._hidden[0] != lo:
+            mask = torch.zeros(self.dz.shape[1] - lo, dtype=self.dz.dtype, device=self.dz.device)
+            mask[hidden.start - lo : hidden.stop - lo] = 1.0
+            self._hidden = (lo, mask)
+        return self._hidden[1]
 
     def fake_buffers(self) -> tuple[torch.Tensor, ...]:
         """(u, threshold, t_f, fired) of shape (B, N_hidden) and (beta * fired, t_f - s) of shape (2, B, N_hidden)."""
@@ -556,8 +565,7 @@ class Relaxer:
                 ops.append(functools.partial(plasticity.apply, net, ws.dz, ws.z[0], rate, self.reduce_hook,
                                              skip_posts=ws.skip, scales=scales, skip_blocks=ws.deferred_keys))
             ops += self._defer_ops(ws)
-        spec, args = self._fused_args(state, ws, nets, fake_on, conv is not None)
-        args = (*args, dz_cols[lo:])
+        spec, args = self._fused_args(state, ws, nets, fake_on, conv is not None, dz_cols)
         kernel = self._kernel(spec, args)
         done = False
         for _ in range(steps):
@@ -575,7 +583,7 @@ class Relaxer:
                 break
         return step, done
 
-    def _fused_args(self, state: State, ws: _Workspace, nets: int, fake_on: bool, track: bool):
+    def _fused_args(self, state: State, ws: _Workspace, nets: int, fake_on: bool, track: bool, dz_cols: torch.Tensor):
         """The :class:`fused.StepSpec` of this phase and the tensors its step reads and writes."""
         t, dyn, fk, lo = self.net.topology, self.dyn, self.fake, ws.lo
         hs = t.hidden_slice
@@ -592,10 +600,9 @@ class Relaxer:
             ws.force[:, :, lo:], state.s[:, :, lo:], state.v[:, :, lo:], ws.z[:, :, lo:],
             ws.a[:, :, lo:], ws.c[:, :, lo:])]
         pre, s, v, z, a, c = per_net
-        hidden = torch.zeros(t.n - lo, dtype=ws.dz.dtype, device=ws.dz.device)
-        hidden[hs.start - lo : hs.stop - lo] = 1.0
-        args = (pre, s, v, z, ws.dz[:, lo:], a, c, state.dzm[:, lo:], hidden, counter, key,
-                tuple(keep[:nets] for _, keep, _ in ws.exact), tuple(val[:nets] for _, _, val in ws.exact))
+        args = (pre, s, v, z, ws.dz[:, lo:], a, c, state.dzm[:, lo:], ws.hidden_mask(hs, lo), counter, key,
+                tuple(keep[:nets] for _, keep, _ in ws.exact), tuple(val[:nets] for _, _, val in ws.exact),
+                dz_cols[lo:])
         return spec, args
 
     def _kernel(self, spec: fused.StepSpec, args):

@@ -88,8 +88,7 @@ def step(spec: StepSpec, pre, s, v, z, dz, a, c, dzm, hidden, counter, key, keep
         dzm_new = torch.where(hidden > 0, dzm * spec.m + adz * (1.0 - spec.m), dzm)
         dzm.copy_(dzm_new)
         if spec.fake == "fire":  # eq (16)-(17): draws at positions b * H + (i - h0)
-            index = (torch.arange(dz.shape[0], device=dev).unsqueeze(1) * (h1 - h0)
-                     + torch.arange(-h0, dz.shape[1] - h0, device=dev))
+            index = draws.positions(dz.shape[0], h1 - h0, dev, width=dz.shape[1], first=h0)
             u = draws.uniform_at(index, draws.step_key(counter, key), dtype)
             counter.add_(1)
             if spec.rule == "algorithm1":
