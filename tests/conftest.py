@@ -40,10 +40,16 @@ def compose_cfg(tmp_path):
 def run_script(tmp_path):
     """Run ``train.py``/``evaluate.py`` in tmp_path (W&B offline, no MNIST files, one thread)."""
 
-    def _run(script: str, *args: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
-        env = dict(os.environ, WANDB_MODE="offline", WANDB_DIR=str(tmp_path), WANDB_SILENT="true",
-                   ASTDP_DATA_ROOT=str(tmp_path / "no_mnist_here"), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0",
-                   PYTHONWARNINGS="ignore")
+    def _run(script: str, *args: str, check: bool = True, timeout: int = 300,
+             quiet: bool = True) -> subprocess.CompletedProcess:
+        """``quiet=False``: the console as a user sees it (W&B's messages and Python's warnings shown)."""
+        env = dict(os.environ, WANDB_MODE="offline", WANDB_DIR=str(tmp_path), ASTDP_DATA_ROOT=str(tmp_path / "no_mnist_here"),
+                   OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
+        if quiet:
+            env.update(WANDB_SILENT="true", PYTHONWARNINGS="ignore")
+        else:
+            for key in ("WANDB_SILENT", "PYTHONWARNINGS"):
+                env.pop(key, None)
         proc = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:

@@ -13,7 +13,9 @@ from astdp.baselines.bp import LOSSES as BP_LEARNERS
 from astdp.lit.bp_module import BpLitModule
 from astdp.lit.checkpoints import AtomicCheckpointIO
 from astdp.lit.config import ConfigError
+from astdp.lit.console import ParamSummary
 from astdp.lit.module import AstdpLitModule
+from astdp.tracking import sweep_group
 
 
 def plain(node: Any) -> Any:
@@ -45,25 +47,35 @@ def build_datamodule(cfg: DictConfig):
         raise ConfigError(str(e)) from e
 
 
-def wandb_group(cfg: DictConfig) -> str | None:
-    """The run's W&B group: ``group``, else the experiment name, else the multirun sweep."""
-    if cfg.get("group"):
-        return str(cfg.group)
+def _hydra():
+    """The running Hydra job's config, or None outside one."""
     from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def _experiment() -> str | None:
+    hc = _hydra()
+    return str(hc.runtime.choices["experiment"]) if hc and hc.runtime.choices.get("experiment") else None
+
+
+def wandb_group(cfg: DictConfig) -> str | None:
+    """The run's W&B group: ``group``, else the multirun sweep (one group per sweep folder), else the
+    experiment name."""
     from hydra.types import RunMode
 
-    if not HydraConfig.initialized():
-        return None
-    hc = HydraConfig.get()
-    if hc.runtime.choices.get("experiment"):
-        return str(hc.runtime.choices["experiment"])
-    if hc.mode == RunMode.MULTIRUN:
-        return f"{cfg.task_name}-{hc.sweep.dir.rstrip('/').split('/')[-1]}"
-    return None
+    if cfg.get("group"):
+        return str(cfg.group)
+    hc = _hydra()
+    if hc and hc.mode == RunMode.MULTIRUN:
+        return sweep_group(cfg.task_name, hc.sweep.dir)
+    return _experiment()
 
 
 def run_tags(cfg: DictConfig) -> list[str]:
-    tags = [str(cfg.learner.name), str(cfg.depth.get("name", "depth")), str(cfg.data.name)]
+    """Learner, depth and data names, the experiment's where one is chosen, then ``tags``."""
+    tags = [str(cfg.learner.name), str(cfg.depth.get("name", "depth")), str(cfg.data.name), _experiment()]
+    tags = [t for t in tags if t]
     return tags + [str(t) for t in cfg.get("tags") or [] if str(t) not in tags]
 
 
@@ -72,7 +84,10 @@ def build_logger(cfg: DictConfig):
     if not node or "_target_" not in node:
         return False
     if node._target_.endswith("WandbLogger"):
-        return instantiate(node, group=wandb_group(cfg), tags=run_tags(cfg))
+        logger = instantiate(node, group=wandb_group(cfg), tags=run_tags(cfg))
+        # Lightning passes anonymous=None, which W&B answers with a deprecation warning on every run
+        logger._wandb_init.pop("anonymous", None)
+        return logger
     return instantiate(node)
 
 
@@ -84,10 +99,13 @@ def build_callbacks(cfg: DictConfig) -> list:
 
 
 def build_trainer(cfg: DictConfig, logger, with_callbacks: bool = True, extra_callbacks=(), **overrides):
-    """Every checkpoint is written atomically (:class:`~astdp.lit.checkpoints.AtomicCheckpointIO`)."""
+    """Every checkpoint is written atomically (:class:`~astdp.lit.checkpoints.AtomicCheckpointIO`); the
+    model summary is :class:`~astdp.lit.console.ParamSummary`."""
     callbacks = (build_callbacks(cfg) if with_callbacks else []) + list(extra_callbacks)
+    if overrides.pop("enable_model_summary", cfg.trainer.get("enable_model_summary", True)):
+        callbacks.append(ParamSummary())
     overrides.setdefault("plugins", [AtomicCheckpointIO()])
-    return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, **overrides)
+    return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, enable_model_summary=False, **overrides)
 
 
 def finish_logger() -> None:
