@@ -36,25 +36,32 @@ def compose_cfg(tmp_path):
     return _compose
 
 
+def run_entry(folder: Path, script: str, *args: str, check: bool = True, timeout: int = 300,
+              quiet: bool = True) -> subprocess.CompletedProcess:
+    """Run ``train.py``/``evaluate.py`` (or ``-m <module>``) in ``folder`` (W&B offline, no MNIST
+    files, one thread). ``quiet=False``: the console as a user sees it (W&B's messages and Python's
+    warnings shown)."""
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_DIR=str(folder), ASTDP_DATA_ROOT=str(folder / "no_mnist_here"),
+               OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
+    if quiet:
+        env.update(WANDB_SILENT="true", PYTHONWARNINGS="ignore")
+    else:
+        for key in ("WANDB_SILENT", "PYTHONWARNINGS"):
+            env.pop(key, None)
+    command = [script, *args] if script == "-m" else [str(ROOT / script), *args]
+    proc = subprocess.run([sys.executable, *command], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
 @pytest.fixture
 def run_script(tmp_path):
-    """Run ``train.py``/``evaluate.py`` in tmp_path (W&B offline, no MNIST files, one thread)."""
+    """``run_script(script, *args, ...)``: :func:`run_entry` in tmp_path."""
 
-    def _run(script: str, *args: str, check: bool = True, timeout: int = 300,
-             quiet: bool = True) -> subprocess.CompletedProcess:
-        """``quiet=False``: the console as a user sees it (W&B's messages and Python's warnings shown)."""
-        env = dict(os.environ, WANDB_MODE="offline", WANDB_DIR=str(tmp_path), ASTDP_DATA_ROOT=str(tmp_path / "no_mnist_here"),
-                   OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
-        if quiet:
-            env.update(WANDB_SILENT="true", PYTHONWARNINGS="ignore")
-        else:
-            for key in ("WANDB_SILENT", "PYTHONWARNINGS"):
-                env.pop(key, None)
-        proc = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-        return proc
+    def _run(script: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        return run_entry(tmp_path, script, *args, **kwargs)
 
     return _run
 

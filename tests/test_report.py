@@ -1,15 +1,18 @@
-"""The report command on a small synthetic multirun folder."""
+"""The report command on a small synthetic multirun folder, and on a user's own sweep run for real."""
 
 import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from astdp import report
+from astdp import report, tracking
+from tests.conftest import FALLBACK_MNIST, run_entry
 
 
 def _config(overrides):
@@ -82,12 +85,22 @@ def test_report_command_writes_markdown_csv_and_pngs(tmp_path):
     assert float(by[("Table 2", "784-512-10", "infer/steps")]["ours"]) == 75.0
     assert float(by[("Table 2", "784-512-512-10", "test/acc")]["ours"]) == 90.0
     assert float(by[("Table 3", "Net81, order 83, 160 iterations", "order/acc_83_160")]["ours"]) == 75.0
-    assert by[("Table 1", "unsupervised 784-512-10", "test/acc")]["ours"] == ""
+    assert ("Table 1", "unsupervised 784-512-10", "test/acc") not in by  # no runs of it: with --paper only
+    assert "Toy figures" in md and "Figure 2" not in md
+    sweep = {r["group"]: r for r in csv.DictReader((root / "sweep.csv").open())}
+    assert float(sweep["experiment=table2_h512 learner.alpha=0.001"]["test/acc"]) == 96.0  # the two seeds
+    assert sweep["experiment=table2_h512 learner.alpha=0.01"]["runs"] == "1"  # the probe: a group of its own
+    assert sweep["experiment=table1_supervised"]["runs"] == "1"  # the only alpha of its experiment: not named
     pngs = sorted(p.name for p in (root / "report_figures").glob("*.png"))
     assert "table2_depth.png" in pngs and "table34_order.png" in pngs
     assert "curves_table2_h512.png" in pngs and not any(p.startswith("curves_table1") for p in pngs)
     assert report.val_curve(report.load_run(root / "0" / "metrics.json")) == [(256, 50.0), (512, 75.0)]
     assert any(p.endswith("fig3_rivalry.png") for p in pngs)
+
+    assert report.main([str(root), "--paper"]) == 0
+    rows = {(r["table"], r["row"], r["metric"]): r for r in csv.DictReader((root / "report.csv").open())}
+    assert rows[("Table 1", "unsupervised 784-512-10", "test/acc")]["ours"] == ""
+    assert "Figure 2" in (root / "report.md").read_text()
 
 
 def test_paper_values_are_defined_once():
@@ -124,3 +137,102 @@ def test_a_run_from_before_its_experiment_file_changed_is_another_setting(tmp_pa
     _run(tmp_path / "bare", "table2_h512", {"test/acc": 0.9}, ["learner.alpha=1", "seed=3"],
          config=yaml.safe_dump({"task_name": "train"}))
     assert report.load_run(tmp_path / "bare" / "metrics.json").setting == ("learner.alpha=1",)
+
+
+# -- a user's own sweep, run for real -----------------------------------------------------------
+SWEEP = ["-m", "depth=h512,h512x2", "seed=0,1", *[a for a in FALLBACK_MNIST if not a.startswith("learner.test_steps")],
+         "learner.test_steps=60", "logger=wandb"]
+
+
+@pytest.fixture(scope="module")
+def user_sweep(tmp_path_factory):
+    """Two depths x two seeds of tiny budgets on the offline digits, logged with W&B (one directory
+    for the sweep), then ``python -m astdp.report <sweep> --wandb``: (sweep folder, the report's
+    console, the runs' metrics by group)."""
+    folder = tmp_path_factory.mktemp("user")
+    run_entry(folder, "train.py", *SWEEP)
+    (root,) = (folder / "outputs" / "train" / "multiruns").iterdir()
+    proc = run_entry(folder, "-m", "astdp.report", str(root), "--wandb")
+    metrics: dict[str, list[dict]] = {}
+    for job in sorted(p for p in root.iterdir() if (p / "metrics.json").exists()):
+        depth = yaml.safe_load((job / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["choices"]["depth"]
+        metrics.setdefault(f"depth={depth}", []).append(json.loads((job / "metrics.json").read_text()))
+    return root, proc, metrics
+
+
+def _mean(metrics, key, scale=1.0):
+    vals = [m[key] * scale for m in metrics if m.get(key) is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def test_the_sweep_table_has_one_row_per_depth_over_its_seeds(user_sweep):
+    root, proc, metrics = user_sweep
+    assert "4 runs in 2 groups" in proc.stdout
+    rows = list(csv.DictReader((root / "sweep.csv").open()))
+    (deep,) = [r for r in rows if r["group"] == "depth=h512x2"]
+    assert deep["runs"] == "2" and deep["seeds"] == "0,1" and len(rows) == 2
+    assert float(deep["test/acc"]) == pytest.approx(_mean(metrics["depth=h512x2"], "test/acc", 100))
+    for r in rows:  # inference steps: the seeds' mean (empty where no test sample converged)
+        steps = _mean(metrics[r["group"]], "infer/steps")
+        assert (r["infer/steps"] == "") if steps is None else float(r["infer/steps"]) == pytest.approx(steps)
+    assert [float(r["test/acc"]) for r in rows] == sorted((float(r["test/acc"]) for r in rows), reverse=True)
+    md = (root / "report.md").read_text()
+    assert "| `depth=h512x2` | 2 | 0,1 |" in md and "inference steps" in md
+    assert "Table 1" not in md and "Paper vs ours" not in md  # no experiment of the paper among these runs
+
+
+def _points(ax) -> dict[str, tuple[float, float]]:
+    """The groups an axes plots as points with bars: {legend label: (x, y)}."""
+    return {c.get_label(): tuple(c.lines[0].get_xydata()[0]) for c in ax.containers}
+
+
+def test_the_figures_plot_the_users_groups(user_sweep):
+    root, _, metrics = user_sweep
+    runs = report.find_runs(root)
+    report.name_groups(runs)
+    sweep = report.sweep_rows(runs)
+    assert {"accuracy_vs_steps.png", "table2_depth.png", "curves_train.png"} <= {
+        p.name for p in (root / "report_figures").glob("*.png")}
+
+    fig = report.draw_accuracy_vs_steps(sweep)
+    with_steps = {g: m for g, m in metrics.items() if _mean(m, "infer/steps") is not None}
+    assert set(_points(fig.axes[0])) == set(with_steps) and with_steps
+    for group, (x, y) in _points(fig.axes[0]).items():
+        assert (x, y) == pytest.approx((_mean(metrics[group], "infer/steps"), _mean(metrics[group], "test/acc", 100)))
+
+    acc, steps = report.draw_depth(sweep).axes
+    paper = [ln for ln in acc.lines if ln.get_label() == "paper (Table 2)"]
+    assert list(paper[0].get_ydata()) == [96.0, 95.0, 93.0]
+    points = _points(acc)
+    assert set(points) == {"depth=h512", "depth=h512x2"}
+    assert round(points["depth=h512"][0]) == 1 and round(points["depth=h512x2"][0]) == 2
+    assert points["depth=h512x2"][1] == pytest.approx(_mean(metrics["depth=h512x2"], "test/acc", 100))
+    assert set(_points(steps)) == set(with_steps)
+
+    histories = report.wandb_histories(root)
+    curves = [report.val_curve(r, histories) for r in runs]
+    assert all(c and c[-1][0] == 200 for c in curves)  # from the W&B logs: validation after 200 samples
+
+
+def test_one_wandb_directory_holds_the_sweep_and_its_report(user_sweep):
+    """Every job logs into <sweep>/wandb (none into its own folder), in the sweep's group; ``report
+    --wandb`` adds an offline run there whose sweep table reads back."""
+    root, proc, _ = user_sweep
+    assert tracking.run_files(root / "wandb") == tracking.run_files(root)  # no job folder holds a W&B run
+    logged = [tracking.read_run(f) for f in tracking.run_files(root)]
+    jobs = sorted(Path(r["config"]["output_dir"]).name for r in logged if r["job_type"] == "train")
+    assert jobs == ["0", "1", "2", "3"] and [r["job_type"] for r in logged].count("report") == 1
+    assert {r["group"] for r in logged} == {f"train-{root.name}"}
+    (table_file,) = root.glob("wandb/offline-run-*/files/media/table/report/sweep_*.table.json")
+    table = json.loads(table_file.read_text())
+    assert table["columns"][:3] == ["group", "runs", "seeds"] and "infer/steps" in table["columns"]
+    (deep,) = [row for row in table["data"] if row[0] == "depth=h512x2"]
+    assert deep[1] == 2
+    assert f"wandb sync {root / 'wandb'}" in proc.stdout
+
+
+def test_report_on_a_folder_without_runs_is_one_line(tmp_path, capsys):
+    assert report.main([str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: no runs under {tmp_path} (no metrics.json in it or below it)"
+    assert report.main([str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: no such runs folder: {tmp_path / 'missing'}"

@@ -79,8 +79,8 @@ def log_report(folder: Path, group: str, project: str, tables: dict[str, tuple[l
     run = wandb.init(project=project, dir=str(folder), group=group, job_type="report", name=f"report-{group}",
                      config=config, mode=os.environ.get("WANDB_MODE", "offline"), reinit="create_new")
     try:
-        run.log({f"report/{name}": wandb.Table(columns=columns, data=rows) for name, (columns, rows) in tables.items()})
-        run.log({f"report/figures/{p.stem}": wandb.Image(str(p)) for p in figures})  # PNG files: uint8
+        run.log({**{f"report/{name}": wandb.Table(columns=columns, data=rows) for name, (columns, rows) in tables.items()},
+                 **{f"report/figures/{p.stem}": wandb.Image(str(p)) for p in figures}})  # PNG files: uint8
         return Path(run.dir).parent
     finally:
         run.finish()
