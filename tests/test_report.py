@@ -167,7 +167,7 @@ def _mean(metrics, key, scale=1.0):
 
 def test_the_sweep_table_has_one_row_per_depth_over_its_seeds(user_sweep):
     root, proc, metrics = user_sweep
-    assert "4 runs in 2 groups" in proc.stdout
+    assert "4 runs in 2 groups ->" in proc.stdout
     rows = list(csv.DictReader((root / "sweep.csv").open()))
     (deep,) = [r for r in rows if r["group"] == "depth=h512x2"]
     assert deep["runs"] == "2" and deep["seeds"] == "0,1" and len(rows) == 2
@@ -209,9 +209,10 @@ def test_the_figures_plot_the_users_groups(user_sweep):
     assert points["depth=h512x2"][1] == pytest.approx(_mean(metrics["depth=h512x2"], "test/acc", 100))
     assert set(_points(steps)) == set(with_steps)
 
-    histories = report.wandb_histories(root)
-    curves = [report.val_curve(r, histories) for r in runs]
-    assert all(c and c[-1][0] == 200 for c in curves)  # from the W&B logs: validation after 200 samples
+    histories = report.wandb_histories(root)  # the learning curves, from the W&B logs
+    assert all(report.val_curve(r, histories)[-1][0] == 200 for r in runs)  # validation after the 200 samples
+    costs = [report.logged_curve(report.logged_rows(r, histories), "train/cost") for r in runs]
+    assert all([x for x, _ in c] == [50, 100, 150, 200] for c in costs)  # every training batch
 
 
 def test_one_wandb_directory_holds_the_sweep_and_its_report(user_sweep):

@@ -406,6 +406,10 @@ def _fmt(v: Any, digits: int = 1) -> str:
     return str(v)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _span(row: dict[str, Any], key: str, digits: int) -> str:
     """A mean with its range in brackets when several runs give it."""
     text = _fmt(row[key], digits)
@@ -416,7 +420,8 @@ def _span(row: dict[str, Any], key: str, digits: int) -> str:
 
 def to_markdown(sweep: list[dict[str, Any]], rows: list[dict[str, Any]], runs: list[Run], root: Path,
                 figures: list[Path]) -> str:
-    out = [f"# Report: `{root}`\n", f"Runs found: {len(runs)}, in {len(sweep)} group(s) by what differs between them "
+    out = [f"# Report: `{root}`\n",
+           f"{_count(len(runs), 'run')} found, in {_count(len(sweep), 'group')} by what differs between them "
            "(seed aside). Each row gives the mean over its runs, their lowest and highest value in brackets; "
            "accuracies in %, inference steps from a data change until `max|ds| < tol`.\n",
            "\n## Sweep (best test accuracy first)\n",
@@ -576,15 +581,15 @@ def _cell(value: Any) -> float | None:
         return None
 
 
-def _curve(records) -> list[tuple[float, float]]:
-    """(training samples seen, val/acc in %) at each validation among logged rows, in order (a training
-    row's samples count precedes the validation after it)."""
+def logged_curve(records: list[dict[str, Any]], key: str, scale: float = 1.0) -> list[tuple[float, float]]:
+    """(training samples seen, ``key`` x ``scale``) wherever logged rows give ``key``, in order (a
+    training row's samples count precedes the validation after it)."""
     seen, curve = 0.0, []
     for row in records:
         seen = _cell(row.get("train/samples_seen")) or seen
-        acc = _cell(row.get("val/acc"))
-        if acc is not None:
-            curve.append((seen, 100.0 * acc))
+        value = _cell(row.get(key))
+        if value is not None:
+            curve.append((seen, scale * value))
     return curve
 
 
@@ -605,44 +610,58 @@ def wandb_histories(root: Path) -> dict[Path, list[dict[str, Any]]]:
             if r and isinstance(r["config"].get("output_dir"), str)}
 
 
-def val_curve(run: Run, histories: dict[Path, list[dict[str, Any]]] | None = None) -> list[tuple[float, float]]:
-    """The run's validation accuracy (%) against training samples seen, from its ``logger=csv`` file,
-    else from its W&B history (``histories``: :func:`wandb_histories`); empty without either."""
+def logged_rows(run: Run, histories: dict[Path, list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
+    """What the run logged, row by row: its ``logger=csv`` file, else its W&B history (``histories``:
+    :func:`wandb_histories`); empty without either."""
     log = _csv_log(run)
     if log is None:
-        return _curve((histories or {}).get(run.path.resolve(), []))
+        return (histories or {}).get(run.path.resolve(), [])
     with log.open() as fh:
-        return _curve(csv.DictReader(fh))
+        return list(csv.DictReader(fh))
+
+
+def val_curve(run: Run, histories: dict[Path, list[dict[str, Any]]] | None = None) -> list[tuple[float, float]]:
+    """The run's validation accuracy (%) against training samples seen (:func:`logged_rows`)."""
+    return logged_curve(logged_rows(run, histories), "val/acc", 100.0)
 
 
 def plot_curves(runs: list[Run], sweep: list[dict[str, Any]], root: Path, fig_dir: Path) -> list[Path]:
-    """One figure per experiment: validation accuracy against training samples, one line per run
-    logged with ``logger=csv`` or W&B (coloured by its group, a marker per seed), the test accuracy as
-    a star."""
+    """One figure per experiment, one line per run logged with ``logger=csv`` or W&B (coloured by its
+    group, a marker per seed), against training samples: the training cost of each batch, and the
+    validation accuracy with the test accuracy as a star."""
     plt = _pyplot()
     style = _group_style(sweep)
     histories = wandb_histories(root) if any(_csv_log(r) is None for r in runs) else {}
-    by_exp: dict[str, list[tuple[Run, list]]] = {}
+    by_exp: dict[str, list[tuple[Run, list, list]]] = {}
     for r in runs:
-        curve = val_curve(r, histories)
-        if curve:
-            by_exp.setdefault(r.experiment, []).append((r, curve))
+        rows = logged_rows(r, histories)
+        val, cost = logged_curve(rows, "val/acc", 100.0), logged_curve(rows, "train/cost")
+        if val or cost:
+            by_exp.setdefault(r.experiment, []).append((r, val, cost))
     paths = []
     for exp, items in sorted(by_exp.items()):
-        fig, ax = plt.subplots(figsize=(7, 4))
-        seeds = sorted({str(r.seed) for r, _ in items})
-        for r, curve in sorted(items, key=lambda item: (item[0].group, str(item[0].seed), str(item[0].path))):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+        seeds = sorted({str(r.seed) for r, _, _ in items})
+        for r, val, cost in sorted(items, key=lambda item: (item[0].group, str(item[0].seed), str(item[0].path))):
             color, label = style[r.group]
-            ax.plot(*zip(*curve), "-", marker="osD^v<>p"[seeds.index(str(r.seed)) % 8], ms=4, color=color,
-                    label=f"{label}, seed {r.seed}")
+            marker = "osD^v<>p"[seeds.index(str(r.seed)) % 8]
+            label = f"{label}, seed {r.seed}"
+            if cost:
+                left.plot(*zip(*cost), "-", lw=0.8, alpha=0.8, color=color, label=label)
+                left.plot(*cost[-1], marker, ms=4, color=color)
+            if val:
+                right.plot(*zip(*val), "-", marker=marker, ms=4, color=color, label=label)
             test = _num(r.metrics.get("test/acc"))
-            if test is not None:
-                ax.plot([curve[-1][0]], [100.0 * test], "*", ms=10, color=color)
-        ax.set_xlabel("training samples seen")
-        ax.set_ylabel("validation accuracy (%); star: test")
-        ax.set_title(f"{exp}: learning curves")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+            if test is not None and val:
+                right.plot([val[-1][0]], [100.0 * test], "*", ms=10, color=color)
+        left.set_ylabel("training cost per batch (train/cost)")
+        left.set_yscale("log")
+        right.set_ylabel("validation accuracy (%); star: test")
+        for ax in (left, right):
+            ax.set_xlabel("training samples seen")
+            ax.grid(alpha=0.3)
+        (right if right.lines else left).legend(fontsize=7)
+        fig.suptitle(f"{exp}: learning curves")
         fig.tight_layout()
         paths.append(_save(fig, fig_dir / f"curves_{exp}.png"))
     return paths
@@ -714,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{out['runs']} runs in {len(out['sweep'])} groups -> {out['markdown']}, "
+    print(f"{_count(out['runs'], 'run')} in {_count(len(out['sweep']), 'group')} -> {out['markdown']}, "
           f"{', '.join(map(str, out['csv']))}, {len(out['figures'])} figures in {Path(args.folder) / 'report_figures'}")
     if out["wandb"]:
         print(f"W&B: {out['wandb']} (browse: wandb leet {out['wandb'].parent}; upload: wandb sync {out['wandb'].parent})")
