@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from omegaconf import OmegaConf
@@ -16,11 +17,11 @@ GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml"))
 EXPECTED = {
     "data": ["mnist", "stdp_pair", "toy_order", "toy_rivalry"],
     "model": ["astdp", "astdp_unbounded", "paper"],
-    "learner": ["bp_ce", "bp_mse", "generation", "self_supervised", "supervised", "unsupervised"],
+    "learner": ["bp_ce", "bp_mse", "ep", "generation", "self_supervised", "supervised", "unsupervised"],
     "depth": ["h500x3", "h512", "h512x2", "h512x3", "toy16", "toy8"],
     "logger": ["csv", "none", "wandb"],
     "trainer": ["cpu", "ddp", "gpu"],
-    "hparams_search": ["optuna", "optuna_deep"],
+    "hparams_search": ["optuna", "optuna_deep", "optuna_ep"],
 }
 
 
@@ -71,7 +72,7 @@ def test_trainer_options(compose_cfg):
 
 
 @pytest.mark.parametrize("overrides", [["hparams_search=optuna"], ["hparams_search=optuna_deep", "experiment=table2_h500x3_nofake"],
-                                       ["hparams_search=optuna_deep", "experiment=table2_h512x3"],
+                                       ["hparams_search=optuna_deep", "experiment=table2_h512x3"], ["hparams_search=optuna_ep"],
                                        ["hydra/launcher=joblib"], ["hydra/launcher=submitit_slurm"]])
 def test_sweep_and_launcher_configs_compose(compose_cfg, overrides):
     cfg = compose_cfg(overrides, hydra=True)
@@ -133,6 +134,20 @@ def test_bad_values_fail_before_data_loads(compose_cfg, override, message):
         validate(OmegaConf.to_container(cfg, resolve=True))
         build_module(cfg)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize("override,message", [("learner.beta=0", "learner.beta must be > 0"),
+                                              ("learner.free_steps=40", "learner.free_steps must lie in [1, learner.steps=40)"),
+                                              ("learner.optimizer=rmsprop", "learner.optimizer must be one of"),
+                                              ("learner.init_gain=0", "learner.init_gain must be > 0")])
+def test_bad_ep_values(compose_cfg, override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_module(compose_cfg(["learner=ep", override]))
+
+
+def test_ep_ties_the_pairs(compose_cfg):
+    module = build_module(compose_cfg(["learner=ep", "depth=toy8", "data=toy_order"]))
+    assert module.system.net.pairs == "tied" and module.system.net.symmetry_index() > 0.999
 
 
 def test_bad_toy_and_baseline_values(compose_cfg):

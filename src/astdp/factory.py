@@ -97,5 +97,5 @@ def build_system(
     learner_obj = LEARNERS[name](topology, dynamics, **kwargs)
     return System(topology, dynamics, plasticity, build_fake(model), learner_obj, batch_size, seed=seed,
                   readout=model.get("readout", "l"), infer_fake=bool(model.get("infer_fake", False)),
-                  persistent=bool(model.get("persistent", True)), pairs=str(model.get("pairs", "own")),
+                  persistent=bool(model.get("persistent", True)), pairs=str(learner.get("pairs") or model.get("pairs", "own")),
                   device=device, engine=str(model.get("engine", "auto")))

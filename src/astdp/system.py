@@ -146,8 +146,13 @@ class System(nn.Module):
 
     def train_batch(self, x: torch.Tensor, y: torch.Tensor | None) -> RunStats:
         state = self._start(self.train_state.slots(x.shape[0]))
-        stats = self.relaxer.run(state, self.learner.phases(x, y))
-        self.relaxer.plast.decay_weights(self.net)
+        learner, relaxer = self.learner, self.relaxer
+        if learner.learns_in_relaxation:
+            stats = relaxer.run(state, learner.phases(x, y))
+        else:  # e.g. Equilibrium Propagation: relax with learning and fake targets off, then one update
+            stats = relaxer.run(state, learner.phases(x, y), alpha=0.0, fake_on=False)
+            learner.update(self.net, state, relaxer.plast, relaxer.reduce_hook)
+        relaxer.plast.decay_weights(self.net)
         return stats
 
     def diverged(self, limit: float = 10.0) -> str | None:

@@ -17,6 +17,7 @@ from astdp.core.network import Topology
 
 class Learner:
     name = "base"
+    learns_in_relaxation = True  # aSTDP: the weights change at every step; False: once per batch in update()
 
     def __init__(
         self,
@@ -66,6 +67,10 @@ class Learner:
 
     def phases(self, x: torch.Tensor, y: torch.Tensor | None) -> list[Phase]:
         raise NotImplementedError
+
+    def update(self, net, state, plast, reduce_hook=None) -> None:
+        """Learning after a training batch's relaxation, from its end ``state`` (a learner with
+        ``learns_in_relaxation = False``); aSTDP learns inside the relaxation and does nothing here."""
 
     def test_phases(self, x: torch.Tensor, steps: int | None = None) -> list[Phase]:
         """Testing (§2.3.5): inputs clamped, outputs free, learning off."""
