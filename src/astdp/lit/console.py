@@ -21,8 +21,8 @@ logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NoTips())
 
 class ParamSummary(ModelSummary):
     """The module's parts and their parameter counts. Lightning's own summary adds a FLOPs column
-    and total, which count only ``forward`` on an example input: always 0 here, where the relaxation
-    runs outside ``forward``."""
+    and total, counted by running ``forward`` on the module's ``example_input_array``; the modules
+    here have none (the relaxation is no ``forward`` pass), so they read 0."""
 
     @staticmethod
     def summarize(summary_data: list[tuple[str, list[str]]], total_parameters: int, trainable_parameters: int,
