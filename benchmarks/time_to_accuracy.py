@@ -4,6 +4,7 @@
     python -m benchmarks.time_to_accuracy --root ../shared/data --quick     # each net stops at 90 %
     python -m benchmarks.time_to_accuracy --learners supervised bp_ce --threads 1 2
     python -m benchmarks.time_to_accuracy --root ../shared/data --learners supervised ep bp_ce --epochs 3
+    python -m benchmarks.time_to_accuracy --device cuda --quick
 
 ``--eager`` adds a run of each aSTDP learner on the eager engine (``model.engine=eager``) after
 the default one (``auto``: the fused engine for a run this long), for the fused engine's speed-up
@@ -24,7 +25,8 @@ timed (``time.perf_counter`` around each training batch), never the validation.
 Printed: one row per learner and target with the training seconds and samples at which the
 validation accuracy first reached the target (``-`` if it did not: the best value is shown), the
 peak resident memory of the process, and last one JSON line. ``--quick`` stops a learner once it
-has reached 90 %.
+has reached 90 %. ``--device cuda`` trains and validates on the GPU (data moved there once;
+each timed batch ends with a device synchronisation, so the seconds are the GPU's).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def load_data(cfg) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tenso
 class AstdpNet:
     """The aSTDP system of a composed config, trained and tested through the plain-torch core."""
 
-    def __init__(self, cfg, n_batches: int) -> None:
+    def __init__(self, cfg, n_batches: int, device: str = "cpu") -> None:
         from omegaconf import OmegaConf
 
         from astdp.factory import build_system
@@ -82,7 +84,7 @@ class AstdpNet:
         self.learner = plain(cfg.learner)
         self.system = build_system(plain(cfg.model), self.learner, plain(cfg.depth), int(cfg.data.n_inputs),
                                    int(cfg.data.n_outputs), int(cfg.data.batch_size), seed=int(cfg.seed),
-                                   image_size=cfg.data.get("image_size"))
+                                   device=device, image_size=cfg.data.get("image_size"))
         plast = self.system.relaxer.plast
         if plast.schedule == "cosine" and plast.total_batches is None:
             plast.total_batches = n_batches  # the run's length, as the Lightning module sets it
@@ -116,13 +118,13 @@ class AstdpNet:
 class BpNet:
     """The backprop baseline of a composed config (same layer sizes), one autograd step per batch."""
 
-    def __init__(self, cfg, n_batches: int) -> None:
+    def __init__(self, cfg, n_batches: int, device: str = "cpu") -> None:
         from astdp.baselines import bp
 
         torch.manual_seed(int(cfg.seed))
         sizes = [int(cfg.data.n_inputs), *[int(h) for h in cfg.depth.hidden], int(cfg.data.n_outputs)]
         self.kind, self.bp = str(cfg.learner.name), bp
-        self.model = bp.MLP(sizes, str(cfg.learner.activation))
+        self.model = bp.MLP(sizes, str(cfg.learner.activation)).to(device)
         self.opt = bp.make_optimizer(str(cfg.learner.optimizer), self.model.parameters(), float(cfg.learner.lr))
 
     def train_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -139,14 +141,15 @@ def accuracy(net, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
 
 
 def run_learner(name: str, root: str, every: int, epochs: int, stop_at: float | None, overrides: list[str],
-                data=None, targets: tuple[float, ...] = TARGETS) -> dict:
+                data=None, targets: tuple[float, ...] = TARGETS, device: str = "cpu") -> dict:
     """Train one learner, validating every ``every`` samples; ``reached[target] = (seconds, samples)``."""
     cfg = compose(name, root, overrides)
     train, val, source = data or load_data(cfg)
-    xs, ys = train
+    (xs, ys), val = [(x.to(device), y.to(device)) for x, y in (train, val)]
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else lambda: None
     batch = int(cfg.data.batch_size)
     n_batches = epochs * -(-len(ys) // batch)
-    net = (BpNet if name.startswith("bp_") else AstdpNet)(cfg, n_batches)
+    net = (BpNet if name.startswith("bp_") else AstdpNet)(cfg, n_batches, device)
     compile_s = net.warm_up(xs[:batch], ys[:batch]) if hasattr(net, "warm_up") else 0.0
     order_gen = torch.Generator().manual_seed(int(cfg.seed))
     curve, seconds, samples, next_check = [], 0.0, 0, every
@@ -164,12 +167,13 @@ def run_learner(name: str, root: str, every: int, epochs: int, stop_at: float | 
 
     done = False
     for _ in range(epochs):
-        order = torch.randperm(len(ys), generator=order_gen)
+        order = torch.randperm(len(ys), generator=order_gen).to(device)
         for i in range(0, len(ys), batch):
             idx = order[i : i + batch]
             x, y = xs[idx], ys[idx]
             t0 = time.perf_counter()
             net.train_batch(x, y)
+            sync()
             seconds += time.perf_counter() - t0
             samples += len(idx)
             if samples >= next_check:
@@ -209,8 +213,9 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def summary(results: list[dict], threads: int) -> dict:
-    out: dict = {"threads": threads, "machine": cpu_name(), "torch": torch.__version__,
+def summary(results: list[dict], threads: int, device: str = "cpu") -> dict:
+    machine = torch.cuda.get_device_name() if device == "cuda" else cpu_name()
+    out: dict = {"threads": threads, "device": device, "machine": machine, "torch": torch.__version__,
                  "date": time.strftime("%Y-%m-%d")}
     for r in results:
         key = r["key"]
@@ -244,9 +249,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--eager", action="store_true",
                    help="also train every aSTDP learner with model.engine=eager, same data order (the speed-up of "
                         "the fused engine, in JSON as fused_time_ratio_90 / _95)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the nets train (default cpu)")
     args = p.parse_args(argv)
     if args.every < 1 or args.epochs < 1 or min(args.threads) < 1:
         p.error("--every, --epochs and --threads must be >= 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device")
     root = str(Path(args.root).resolve())
     data = load_data(compose("supervised", root, args.set))
     out = {}
@@ -257,12 +265,13 @@ def main(argv: list[str] | None = None) -> dict:
         if args.eager:
             runs += [(name, [*args.set, "model.engine=eager"]) for name in args.learners if not name.startswith("bp_")]
         for name, overrides in runs:
-            r = run_learner(name, root, args.every, args.epochs, 0.90 if args.quick else None, overrides, data)
+            r = run_learner(name, root, args.every, args.epochs, 0.90 if args.quick else None, overrides, data,
+                            device=args.device)
             curve = " ".join(f"{n}:{a:.3f}" for n, _, a in r["curve"])
             print(f"[{threads} thread(s)] {r['learner']}: {curve}", flush=True)
             results.append(r)
         print(table(results), flush=True)
-        out = summary(results, threads)
+        out = summary(results, threads, args.device)
         print(json.dumps(out), flush=True)
     return out
 
