@@ -40,6 +40,7 @@ def _fake_multirun(root):
     _run(root / "1", "table2_h512", {"test/acc": 0.97, "infer/steps": 70.0, "train/samples_seen": 54000,
                                      "time/wall_s": 13.5}, ["seed=1", "data.max_epochs=1"])  # the file's own budget
     _run(root / "2", "table1_supervised", {"test/acc": 0.9, "train/samples_seen": 1000, "time/wall_s": 3.0})
+    _run(root / "7", "table1_ep", {"test/acc": 0.965, "infer/steps": 13.0, "train/samples_seen": 1000})
     _run(root / "3", "table3_order81", {"order/acc_81_160": 1.0, "order/acc_83_160": 0.75,
                                         "order/acc_81_80": 1.0, "order/acc_83_80": 0.5, "time/wall_s": 9.0})
     _run(root / "4", "fig3_rivalry", {"rivalry/switches_fake_on": 27, "rivalry/switches_fake_off": 0})
@@ -85,6 +86,8 @@ def test_report_command_writes_markdown_csv_and_pngs(tmp_path):
     assert float(by[("Table 2", "784-512-10", "infer/steps")]["ours"]) == 75.0
     assert float(by[("Table 2", "784-512-512-10", "test/acc")]["ours"]) == 90.0
     assert float(by[("Table 3", "Net81, order 83, 160 iterations", "order/acc_83_160")]["ours"]) == 75.0
+    ep = "Equilibrium Propagation 784-512-10 (not in the paper)"  # beside aSTDP's rows, with its steps
+    assert float(by[("Table 1", ep, "test/acc")]["ours"]) == 96.5 and float(by[("Table 1", ep, "infer/steps")]["ours"]) == 13
     assert ("Table 1", "unsupervised 784-512-10", "test/acc") not in by  # no runs of it: with --paper only
     assert "Toy figures" in md and "Figure 2" not in md
     sweep = {r["group"]: r for r in csv.DictReader((root / "sweep.csv").open())}
