@@ -59,24 +59,3 @@ def test_fused_engine_and_a_second_thread_pay():
     assert fused_x["784-512-10"] >= 2.5 and min(fused_x.values()) >= 2.0, fused_x
     assert min(thread_x.values()) >= 1.6, thread_x
 
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("engine", ["eager", "fused"])
-def test_engine_on_cuda_matches_the_cpu_engine(engine):
-    import torch
-
-    from astdp.factory import build_system
-
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
-    model = {"activation": "hardsigmoid", "eps": [0.5, 0.5], "bounds": [0.0, 1.0], "input_clamp": "exact",
-             "beta_input": [1.0, 1.0], "beta_output": [0.0, 1.0], "fake_target": {"enabled": False}, "engine": engine}
-    learner = {"name": "supervised", "alpha": 1e-3, "steps": 12, "free_steps": 4, "schedule": "constant"}
-    x, y = torch.rand(16, 20), torch.arange(16) % 5
-    nets = []
-    for device in ("cpu", "cuda"):
-        sys_ = build_system(model, learner, {"hidden": [12]}, 20, 5, 16, seed=0, device=device)
-        sys_.train_batch(x.to(device), y.to(device))
-        nets.append([w.cpu() for w in sys_.net.weights])
-    for w_cpu, w_cuda in zip(*nets):
-        assert torch.allclose(w_cpu, w_cuda, atol=1e-5)

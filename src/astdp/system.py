@@ -121,9 +121,10 @@ class System(nn.Module):
             self._device_rng = None
 
     def device_rng_state(self) -> torch.Tensor | None:
-        """The state of the fake-target generator when it is not the CPU one (else None)."""
+        """The state of the fake-target generator when it is not the CPU one; on the CPU, a restored
+        one still waiting for the move (a CUDA run resumed on the CPU saves it again); else None."""
         gen = self.relaxer.generator
-        return gen.get_state() if gen is not None and gen is not self.generator else None
+        return gen.get_state() if gen is not None and gen is not self.generator else self._device_rng
 
     def set_device_rng_state(self, state: torch.Tensor) -> None:
         """Restore :meth:`device_rng_state`: now if the net is on that device, else at the move there."""
