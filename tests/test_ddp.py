@@ -83,12 +83,20 @@ def test_ddp_trainer_builds_without_wrapping_astdp(compose_cfg):
 def test_scaling_benchmark_reports_both_process_counts(capsys):
     from benchmarks import scaling
 
-    out = scaling.main(["--batches", "1", "--steps", "6", "--hidden", "16", "--batch", "8", "--port", "29611"])
+    out = scaling.main(["--batches", "3", "--sync-every", "2", "--steps", "6", "--hidden", "16", "--batch", "8",
+                        "--port", "29611"])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == out
     assert out["p1_speedup"] == 1.0 and out["p1_samples_per_s"] > 0 and out["p2_samples_per_s"] > 0
-    assert 0.0 < out["p2_allreduce_share"] < 1.0
-    n_floats = 2 * (784 * 16 + 16 * 10) + (784 + 16 + 10)  # both directions of every block, every bias
+    assert 0.0 < out["p2_allreduce_share"] < 1.0 and 0.0 < out["p2_periodic_allreduce_share"] < 1.0
+    n_floats = 784 * 16 + 2 * 16 * 10 + (784 + 16 + 10)  # the blocks that learn (none into the clamped inputs), every bias
     assert out["p2_bytes_per_step"] == 4 * n_floats
+    assert out["p2_periodic_bytes_per_sync"] == 4 * (2 * (784 * 16 + 16 * 10) + (784 + 16 + 10))  # every weight and bias
+    assert out["speedup_processes"] == 2 and out["speedup_step"] == out["p2_speedup"] > 0
+    assert out["speedup_periodic"] == out["p2_periodic_speedup"] > 0
+    assert out["periodic"]["syncs"] == 2  # after batch 2 and after the last, batch 3
+    assert out["periodic"]["bytes_per_sync"] > 0 and out["periodic"]["comm_s"] > 0
+    assert out["step"] == {"samples_per_s": out["p2_samples_per_s"], "bytes_per_step": 4 * n_floats,
+                           "comm_s": out["p2_comm_s"]}
 
 
 def test_slurm_job_of_a_ddp_run_renders_without_a_cluster(compose_cfg, tmp_path):
