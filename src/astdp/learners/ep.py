@@ -24,8 +24,9 @@ Initial weights: the network's draw ``U(-x, x)``, ``x = sqrt(6 / fan_in)``, time
 With the draw as it is, the tied network's relaxation settles slowly (hundreds of steps on
 784-64-10 at ``eps`` 0.5 or 1: units switch in and out of the bounds for long), and EP's estimate is
 only as good as the phases are settled; ``init_gain = 1/sqrt(6)`` (``U(+-1/sqrt(fan_in))``, the draw
-of ``torch.nn.Linear``, which the EP reference code keeps) settles in tens of steps
-(docs/FINDINGS.md section 28).
+of ``torch.nn.Linear``, which the EP reference code keeps) settles in tens of steps. The MNIST
+default (conf/learner/ep.yaml) takes 0.3 and warms Adam's rate up, so that its first large steps do
+not switch an output unit off for good (docs/FINDINGS.md section 28).
 
 With the whole input layer set, net_s and net_l share it, so the blocks into the input layer get
 the transposes of the updates of the blocks from it, as the tie needs; they never drive anything.
@@ -36,7 +37,7 @@ from __future__ import annotations
 import torch
 
 from astdp.core import activations
-from astdp.core.engine import Phase, Target
+from astdp.core.engine import Phase, Target, beta_tensor
 from astdp.core.network import Network
 from astdp.core.plasticity import Plasticity
 from astdp.core.state import State
@@ -50,8 +51,8 @@ class EquilibriumPropagation(Learner):
     learns_in_relaxation = False
 
     def __init__(self, *args, free_steps: int = 40, beta: float = 0.5, symmetric: bool = True,
-                 optimizer: str = "sgd", init_gain: float = 1.0, adam_betas: tuple[float, float] = (0.9, 0.999), adam_eps: float = 1e-8,
-                 **kwargs) -> None:
+                 optimizer: str = "sgd", init_gain: float = 1.0, adam_betas: tuple[float, float] = (0.9, 0.999),
+                 adam_eps: float = 1e-8, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if not 1 <= free_steps < self.steps:
             raise ValueError(f"learner.free_steps must lie in [1, learner.steps={self.steps}) (a nudged phase "
@@ -90,7 +91,7 @@ class EquilibriumPropagation(Learner):
     def phases(self, x, y):
         inp = self.input_target(x)
         label = self.label_target(y, x)
-        nudged = Target(label.layer, label.value, torch.tensor(self.betas, dtype=x.dtype, device=x.device).view(2, 1, 1))
+        nudged = Target(label.layer, label.value, beta_tensor(self.betas, x))  # -beta (or 0) in net_s, +beta in net_l
         return [Phase(self.free_steps, [inp], learn=False, shared=True),
                 Phase(self.steps - self.free_steps, [inp, nudged], learn=False)]
 
