@@ -10,16 +10,17 @@ one ``all_reduce`` (gloo), as ``trainer=ddp`` does (:class:`astdp.lit.ddp.AllRed
 ``sync=periodic`` each process learns on its own (the once-per-phase path of one process) and every
 ``--sync-every`` batches, and after the last one, the weight changes since the last synchronisation
 are summed (:class:`astdp.lit.ddp.PeriodicSum`; one synchronisation after the warm-up batch, untimed,
-puts the processes in step). Printed per process count N (``sync=step``; the ``periodic_`` figures
-beside them):
+puts the processes in step). Printed per process count N (``sync=step``; the ``p<N>_periodic_*``
+figures beside them):
 
 - ``samples_per_s``: N x batch x batches / the slowest process's wall time (after one warm-up batch);
 - ``allreduce_share``: the share of that time spent in the hook (packing, all_reduce, unpacking);
-- ``bytes_per_step``: the payload one process contributes per step (all weights and biases, float32);
+- ``bytes_per_step``: the payload one process contributes per step (the updates of the blocks that
+  learn and of all biases, float32; ``periodic_bytes_per_sync``: every weight and bias);
   a ring all_reduce sends ``2 (N - 1) / N`` times that per process;
 - ``speedup``: samples/s over the one-process figure (the same batch per process: weak scaling);
 - ``comm_s``: the slowest process's seconds in the all_reduce (packing included) over the timed
-  batches; ``periodic_bytes_per_sync`` and ``periodic_syncs`` for ``sync=periodic``.
+  batches; ``periodic_syncs``: the synchronisations timed.
 
 With a reduce hook the relaxation applies every block's update at every step; one process normally
 runs the blocks from exactly clamped inputs once per phase instead (``Relaxer.defer_clamped``), so
@@ -62,10 +63,8 @@ def build(batch: int, hidden: list[int], steps: int | None):
     return system, int(cfg["learner"]["steps"])
 
 
-MODES = ("step", "periodic", "per_step_path")  # per_step_path: one process on the path a reduce hook takes
-
-
 def worker(rank: int, world: int, port: int, args, results, mode: str = "step") -> None:
+    """``mode``: ``step``, ``periodic`` or ``per_step_path`` (one process on the path a reduce hook takes)."""
     torch.set_num_threads(1)
     if world > 1:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
