@@ -143,6 +143,7 @@ def test_fused_resume_is_bit_for_bit():
     dict(learner="supervised", model=dict(activation="sigmoid4_centered", bounds=None, input_clamp="nudge",
                                           beta_output=None)),
     dict(learner="supervised", model=dict(smoothing=0.01)),  # smoothing: the fused engine runs eager steps
+    dict(learner="ep", optimizer="adam", pairs="tied"),  # Equilibrium Propagation: learning off in the steps
 ], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 def test_fused_matches_eager_for_every_learner_and_option(case):
     _train_both(**case)
