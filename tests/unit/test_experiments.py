@@ -52,12 +52,48 @@ def test_count_switches_with_hysteresis():
     assert label.tolist() == [0, 0, 0, 1, 1, 1, 0, 0]
 
 
+def test_dominance_durations_leave_out_the_cut_periods():
+    # none yet, then 0 (cut at the start), 1 for 3 steps, 0 for 4, 1 until the end (cut)
+    label = torch.tensor([-1, -1, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1])
+    assert rivalry.dominance_durations(label).tolist() == [3.0, 4.0]
+    assert rivalry.dominance_durations(torch.tensor([-1, 0, 0, 1, 1])).numel() == 0  # one switch: no complete period
+    assert rivalry.dominance_durations(torch.zeros(5, dtype=torch.long)).numel() == 0
+
+
+def test_dominance_stats_mean_and_cv():
+    mean, cv = rivalry.dominance_stats(torch.tensor([3.0, 4.0, 5.0], dtype=torch.float64))
+    assert mean == 4.0
+    assert cv == pytest.approx(1.0 / 4.0)  # sample std (ddof 1) of 3, 4, 5 is 1
+    assert rivalry.dominance_stats(torch.tensor([10.0] * 4, dtype=torch.float64))[1] == 0.0  # perfectly regular
+    mean, cv = rivalry.dominance_stats(torch.tensor([7.0], dtype=torch.float64))
+    assert mean == 7.0 and cv != cv  # one period: no CV (nan)
+    assert all(v != v for v in rivalry.dominance_stats(torch.empty(0, dtype=torch.float64)))
+
+
+def test_dominance_cv_of_exponential_and_gamma_durations():
+    """The CV of durations drawn from a gamma law with shape a is 1 / sqrt(a): 1 for exponential
+    (memoryless) switching, 0.5 for shape 4, in the range of human rivalry."""
+    torch.manual_seed(0)
+    for shape in (1.0, 4.0):
+        d = torch.distributions.Gamma(torch.tensor(shape), torch.tensor(0.1)).sample((4000,))
+        durations = torch.clamp(d.round(), min=1).long()
+        label = torch.cat([torch.full((int(n),), i % 2) for i, n in enumerate(durations)])
+        mean, cv = rivalry.dominance_stats(rivalry.dominance_durations(label))
+        assert mean == pytest.approx(shape / 0.1, rel=0.05)
+        assert cv == pytest.approx(shape ** -0.5, rel=0.08)
+
+
 def test_rivalry_switches_with_fake_targets_and_never_without():
-    out = rivalry.run(**RIVALRY_NET, epochs=20, test_steps=300, settle=50, test_k=20.0, test_t_c=2.0, plot=False)
+    """experiment=fig3_rivalry's fake targets (k = 50, t_c = 2) in training and testing alike."""
+    net = {**RIVALRY_NET, "model": model_cfg(fake_target={"t_c": 2.0})}
+    out = rivalry.run(**net, epochs=150, test_steps=500, settle=100, plot=False)
     m = out["metrics"]
     assert m["rivalry/switches_fake_off"] == 0
     assert m["rivalry/switches_fake_on"] > 0
     assert 0.0 < m["rivalry/fake_rate"] < 1.0
+    durations = out["traces"]["fake_on"][4]
+    assert durations.numel() == m["rivalry/switches_fake_on"] - 1
+    assert m["rivalry/mean_dominance"] == pytest.approx(float(durations.mean()))
 
 
 # -- neural adaptation (Figure 4) -----------------------------------------------------------------
