@@ -183,24 +183,39 @@ class System(nn.Module):
 
     @torch.no_grad()
     def generate(self, y: torch.Tensor, steps: int = 160, init_scale: float = 1.0,
-                 generator: torch.Generator | None = None, fake: bool = False) -> torch.Tensor:
+                 generator: torch.Generator | None = None, fake: bool = False, noise: float = 0.0) -> torch.Tensor:
         """Conditional generation (§2.3.4, §3.1.2): images (n, n_in) in pixel units, clipped to [0, 1]:
         net_l's input layer after :meth:`generate_state`, mapped back through the learner's pixel map."""
-        state = self.generate_state(y, steps, init_scale, generator, fake)
+        state = self.generate_state(y, steps, init_scale, generator, fake, noise)
         return self.input_pixels(state, network=1).clamp(0.0, 1.0)
 
     @torch.no_grad()
     def generate_state(self, y: torch.Tensor, steps: int = 160, init_scale: float = 1.0,
-                       generator: torch.Generator | None = None, fake: bool = False) -> State:
+                       generator: torch.Generator | None = None, fake: bool = False, noise: float = 0.0) -> State:
         """Fresh states ``U(-init_scale, init_scale)``, the labels ``y`` (n,) targeted as the learner
         does in training (set, for ``learner=generation``), the image free, no learning, ``steps``
-        steps. The persistent states are left untouched."""
+        steps. The persistent states are left untouched.
+
+        ``noise`` > 0: after every step, Gaussian noise of that standard deviation is added to the
+        hidden states (the same draw to both networks, so ``dz`` stays as it was; then clipped to
+        ``model.bounds``), so that one label's samples wander through its basin instead of all
+        settling on its one fixed point.
+        """
+        gen = generator or self.generator
         w, t = self.net.weights[0], self.topology
-        state = State.init(t.n, len(y), init_scale, generator=generator or self.generator, dtype=w.dtype,
-                           device=w.device)
+        state = State.init(t.n, len(y), init_scale, generator=gen, dtype=w.dtype, device=w.device)
         like = torch.zeros(len(y), t.sizes[0], dtype=w.dtype, device=w.device)
-        phase = Phase(steps, [self.learner.label_target(y.to(w.device), like)], learn=False)
-        self.relaxer.run(state, [phase], alpha=0.0, fake_on=fake)
+        label = [self.learner.label_target(y.to(w.device), like)]
+        if noise <= 0:
+            self.relaxer.run(state, [Phase(steps, label, learn=False)], alpha=0.0, fake_on=fake)
+            return state
+        hs, bounds = t.hidden_slice, self.dynamics.bounds
+        for _ in range(steps):
+            self.relaxer.run(state, [Phase(1, label, learn=False)], alpha=0.0, fake_on=fake)
+            kick = torch.randn(len(y), hs.stop - hs.start, generator=gen, dtype=w.dtype).to(w.device)  # (n, N_hidden)
+            state.s[:, :, hs] += noise * kick
+            if bounds is not None:
+                state.s.clamp_(*bounds)
         return state
 
     @torch.no_grad()

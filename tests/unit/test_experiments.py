@@ -159,6 +159,18 @@ def test_generation_grid_is_uint8_labels_by_samples():
     assert img.dtype == torch.uint8 and img.shape == (3 * 4, 5 * 4)
 
 
+def test_generation_noise_makes_samples_of_a_label_differ():
+    sys_ = build_system(model_cfg(bounds=[0.0, 1.0]), {"name": "supervised", "alpha": 1e-3, "steps": 4, "free_steps": 2},
+                        {"hidden": [8]}, n_in=16, n_out=3, batch_size=2)
+    y = torch.zeros(4, dtype=torch.long)
+    same = sys_.generate(y, steps=200, generator=torch.Generator().manual_seed(0))
+    assert (same - same[0]).abs().max() < 1e-4  # no noise: every random start ends on the label's fixed point
+    varied = sys_.generate(y, steps=200, generator=torch.Generator().manual_seed(0), noise=0.2)
+    assert varied.std(0).mean() > 1e-2
+    state = sys_.generate_state(y, steps=20, generator=torch.Generator().manual_seed(0), noise=5.0)
+    assert state.s.min() >= 0.0 and state.s.max() <= 1.0  # the noise respects model.bounds
+
+
 def test_runner_writes_metrics_and_figures(tmp_path):
     cfg = {"experiment_fn": "astdp.experiments.stdp:run", "seed": 3, "model": model_cfg(eps=[0.4, 0.5]),
            "experiment_params": {"dt_range": 4, "windows": [5], "betas": [[0.4, 0.6]], "window_for_betas": 5}}

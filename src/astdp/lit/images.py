@@ -57,14 +57,17 @@ class GenerationFigure(Callback):
 
         system, p = pl_module.system, self.params
         n, steps, init = int(p.get("samples_per_label", 8)), int(p.get("steps", 160)), float(p.get("init_scale", 1.0))
-        img = generation.grid(system, n=n, steps=steps, init_scale=init, seed=self.seed)
+        noise = float(p.get("noise", 0.0))
+        img = generation.grid(system, n=n, steps=steps, init_scale=init, seed=self.seed, noise=noise)
         title = ""
         dm = trainer.datamodule
         if p.get("judge", True) and dm is not None and getattr(dm, "train_set", None) is not None:
             x, y = dm.train_set.tensors
-            self.metrics = generation.judge(system, x, y, n, steps, init, self.seed, int(p.get("judge_epochs", 2)))
+            self.metrics = generation.judge(system, x, y, n, steps, init, self.seed, int(p.get("judge_epochs", 2)),
+                                            noise=noise)
             title = (f"generated digits: {self.metrics['generation/classified_as_label']:.0%} read as the clamped "
-                     f"label (judge: {self.metrics['generation/judge_acc']:.1%} on held-out digits)")
+                     f"label (judge: {self.metrics['generation/judge_acc']:.1%} on held-out digits), spread "
+                     f"{self.metrics['generation/spread']:.3f}" + (f", hidden noise {noise:g}" if noise else ""))
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.out_dir / "generated.png"
         generation.figure(img, system.topology.sizes[-1], self.path, title)
