@@ -13,9 +13,9 @@ as ``<learner>_compile_s``): training seconds never include it.
 
 In one process, one after the other, with the same thread count, data split and data order, it
 trains the default aSTDP supervised net (``learner=supervised``), the default unsupervised net
-(``learner=unsupervised``), Equilibrium Propagation on the same network and engine
-(``learner=ep``, its defaults in ``conf/learner/ep.yaml``) and the backprop cross-entropy baseline as in Table 1
-(``experiment=table1_bp_ce``: Adam 1e-3, sigmoid hidden units), each with its defaults composed
+(``learner=unsupervised``) and the backprop cross-entropy baseline as in Table 1
+(``experiment=table1_bp_ce``: Adam 1e-3, sigmoid hidden units), and, when ``--learners`` names
+it, Equilibrium Propagation on the same network and engine (``learner=ep``), each with its defaults composed
 from ``conf/`` exactly as ``python train.py <that choice>`` would (784-512-10, batch 128, the
 data set's rate schedule over one epoch). Every ``--every`` training samples the
 net is tested on a fixed 2,000-image validation split of the training pool (``data.split_seed=0``,
