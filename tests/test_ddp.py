@@ -121,3 +121,24 @@ def test_slurm_job_of_a_ddp_run_renders_without_a_cluster(compose_cfg, tmp_path)
         del cfg["hydra"]
     strategy = build_trainer(cfg, logger=False).strategy
     assert (strategy.num_nodes, strategy.num_processes, strategy.sync) == (2, 4, "step")
+
+
+@pytest.mark.slow
+def test_ep_two_processes_step_sync_equal_one_process_with_the_combined_batch(run_script, compose_cfg, tmp_path):
+    """Equilibrium Propagation sums its per-batch estimate over the processes (the same reduce hook),
+    then every process takes the same step: the weights of one process with the combined batch. With
+    SGD: Adam divides by the root of its second moment, which turns the float rounding of a gradient
+    that is nearly zero into a step of a whole rate."""
+    ep = ["learner=ep", "learner.steps=12", "learner.free_steps=8", "learner.test_steps=12", "learner.warmup_batches=0",
+          "learner.optimizer=sgd", "learner.alpha=0.01"]
+    run_script("train.py", *FALLBACK_MNIST, *ep, *SAME_DRAWS, "trainer=ddp", "trainer.devices=2",
+               f"data.batch_size={PER_PROCESS_BATCH}", "logger=none")
+    (run,) = run_dirs(tmp_path)
+    assert read_metrics(run)["dist/weight_spread"] == 0.0
+    ddp = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    cfg = compose_cfg([*FALLBACK_MNIST, *ep, *SAME_DRAWS, f"data.batch_size={2 * PER_PROCESS_BATCH}", "logger=none"])
+    with open_dict(cfg):
+        cfg.output_dir = str(tmp_path / "single")
+    single, _, _ = _fit(cfg, tmp_path)
+    for key in [k for k in ddp if k.startswith(("system.net.weights.", "system.net.biases."))]:
+        torch.testing.assert_close(ddp[key], single.state_dict()[key], rtol=0, atol=1e-5, msg=key)
