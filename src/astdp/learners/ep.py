@@ -134,11 +134,10 @@ class EquilibriumPropagation(Learner):
 
     def _adam_directions(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
         """Adam (Kingma & Ba 2015) on the ascent direction ``grads``: ``m_hat / (sqrt(v_hat) + eps)``."""
-        if len(self.moments) != len(grads) or any(m.device != g.device for (m, _), g in zip(self.moments, grads)):
-            if self.moments:  # moved between devices (e.g. a checkpoint): keep the moments
-                self.moments = [(m.to(g.device), v.to(g.device)) for (m, v), g in zip(self.moments, grads)]
-            else:
-                self.moments = [(torch.zeros_like(g), torch.zeros_like(g)) for g in grads]
+        if not self.moments:
+            self.moments = [(torch.zeros_like(g), torch.zeros_like(g)) for g in grads]
+        elif self.moments[0][0].device != grads[0].device:  # a checkpoint loaded on another device
+            self.moments = [(m.to(g.device), v.to(g.device)) for (m, v), g in zip(self.moments, grads)]
         b1, b2 = self.adam_betas
         self.updates += 1
         c1, c2 = 1.0 - b1 ** self.updates, 1.0 - b2 ** self.updates
