@@ -87,16 +87,20 @@ def test_scaling_benchmark_reports_both_process_counts(capsys):
                         "--port", "29611"])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == out
     assert out["p1_speedup"] == 1.0 and out["p1_samples_per_s"] > 0 and out["p2_samples_per_s"] > 0
-    assert 0.0 < out["p2_allreduce_share"] < 1.0 and 0.0 < out["p2_periodic_allreduce_share"] < 1.0
+    for prefix in ("p2_", "p2_dense_", "p2_periodic_"):
+        assert 0.0 < out[prefix + "allreduce_share"] < 1.0
     n_floats = 784 * 16 + 2 * 16 * 10 + (784 + 16 + 10)  # the blocks that learn (none into the clamped inputs), every bias
-    assert out["p2_bytes_per_step"] == 4 * n_floats
+    factors = 2 * 8 * (16 + 10)  # dz and z_s of the 8 samples after the inputs: fewer, so `auto` takes them
+    assert out["step"] == {"samples_per_s": out["p2_samples_per_s"], "bytes_per_step": 4 * factors,
+                           "phase_bytes": 2 * 4 * 8 * 784, "exchange": "factors", "comm_s": out["p2_comm_s"]}
+    assert out["step_dense"]["bytes_per_step"] == out["p2_dense_bytes_per_step"] == 4 * n_floats
+    assert out["step_dense"]["exchange"] == "dense" and out["step_dense"]["phase_bytes"] == 0
     assert out["p2_periodic_bytes_per_sync"] == 4 * (2 * (784 * 16 + 16 * 10) + (784 + 16 + 10))  # every weight and bias
     assert out["speedup_processes"] == 2 and out["speedup_step"] == out["p2_speedup"] > 0
+    assert out["speedup_step_dense"] == out["p2_dense_speedup"] > 0
     assert out["speedup_periodic"] == out["p2_periodic_speedup"] > 0
     assert out["periodic"]["syncs"] == 2  # after batch 2 and after the last, batch 3
     assert out["periodic"]["bytes_per_sync"] > 0 and out["periodic"]["comm_s"] > 0
-    assert out["step"] == {"samples_per_s": out["p2_samples_per_s"], "bytes_per_step": 4 * n_floats,
-                           "comm_s": out["p2_comm_s"]}
 
 
 def test_slurm_job_of_a_ddp_run_renders_without_a_cluster(compose_cfg, tmp_path):

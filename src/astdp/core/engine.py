@@ -152,6 +152,16 @@ class _Workspace:
         self.deferred: list[tuple] = []  # their summed updates, applied at the end of the phase
         self.deferred_keys: tuple[int, ...] = ()
         self.carry: tuple | None = None  # (clamped inputs' z, their drives, Gram matrices) left by the last phase
+        # data parallel with factors (Relaxer._exchange_begin): every process's dz and z_s, gathered
+        self.factors = False  # this phase's updates come from the gathered factors
+        self.dz_all: torch.Tensor | None = None  # (world x B, N): dz of all processes, rank by rank
+        self.z_all: torch.Tensor | None = None  # (world x B, N): z_s of all processes
+        self.send: torch.Tensor | None = None  # (B, 2, N - lo): this process's dz and z_s, packed
+        self.recv: torch.Tensor | None = None  # (world x B, 2, N - lo): everyone's
+
+    def signals(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """eq (15)'s factors this phase's updates are built from: (dz, z_s), this process's or gathered."""
+        return (self.dz_all, self.z_all) if self.factors else (self.dz, self.z[0])
 
     def hidden_mask(self, hidden: slice, lo: int) -> torch.Tensor:
         """(N - lo,): 1 on the hidden columns of the state from column ``lo`` on, 0 elsewhere (kept)."""
@@ -186,6 +196,7 @@ class _Workspace:
         self.c.zero_()
         self.lo, self.skip, self.exact = 0, (), []
         self.fixed, self.deferred, self.deferred_keys = None, [], ()
+        self.factors = False
         for tg in targets:
             layer = tg.layer
             sl = topology.slice(layer)
@@ -310,6 +321,7 @@ class Relaxer:
                 ws.dz.zero_()
                 ws.adz.zero_()
             learn = phase.learn and alpha > 0 and not phase.shared
+            self._exchange_begin(ws, alpha if learn else 0.0, scales)
             self._defer_begin(ws, alpha if learn else 0.0, scales)
             if self._fused_applies(record, learn, batch):
                 step, done = self._fused_phase(state, ws, phase.steps, nets, fake_on, alpha if learn else 0.0, scales,
@@ -431,12 +443,15 @@ class Relaxer:
 
         if alpha > 0:  # eq (15), then eq (22)-(23)
             rate = self.plast.rate(alpha, batch)
-            plasticity.apply(net, ws.dz, ws.z[0], rate, self.reduce_hook, skip_posts=ws.skip, scales=scales,
-                             skip_blocks=ws.deferred_keys)
+            if ws.factors:
+                for op in self._gather_ops(ws):
+                    op()
+            plasticity.apply(net, *ws.signals(), rate, None if ws.factors else self.reduce_hook, skip_posts=ws.skip,
+                             scales=scales, skip_blocks=ws.deferred_keys)
             self._defer_step(ws)
             if smooth:
                 plasticity.apply(net, smooth_signal, ws.z[0], -self.plast.rate(self.plast.smoothing, batch),
-                                 skip_posts=ws.skip, scales=scales)
+                                 self.reduce_hook, skip_posts=ws.skip, scales=scales)
         return dmax, fired
 
     def _check_shared(self, ws: _Workspace) -> None:
@@ -448,6 +463,58 @@ class Relaxer:
                              f"set model.eps to one value for both (got {list(self.dyn.eps)}) and give the phase's "
                              "targets the same nudging in both networks, or set learner.shared_free=false")
 
+    def _exchange_begin(self, ws: _Workspace, alpha: float, scales) -> None:
+        """Data parallel: sum the processes' updates as dense matrices, or build them from gathered factors.
+
+        A learning phase under a ``reduce_hook`` that can gather (``hook.gather``, ``hook.factors``)
+        may take every step's update from the factors of eq (15) instead of summing dense deltas:
+        each process sends its ``dz`` and ``z_s`` (the columns after exactly clamped inputs, (B, N - lo)
+        each) and computes ``sum_p dz_p^T z_p`` from everyone's, which is the sum the dense hook forms,
+        in one product over the gathered batch. The clamped inputs are gathered once per phase, so
+        the blocks from them keep their once-per-phase path (:meth:`_defer_begin`). The hook decides
+        per phase from the elements each way (``hook.factors(batch, factor, dense)``, a collective
+        call: every process takes the same decision); derivative smoothing keeps the dense sums.
+        """
+        ws.factors = False
+        hook = self.reduce_hook
+        if alpha <= 0 or hook is None or not hasattr(hook, "gather") or self.plast.smoothing > 0:
+            return
+        net, t = self.net, self.net.topology
+        batch, n = ws.dz.shape
+        lo = ws.lo
+        dense = t.n + sum(net.learning(k).numel() for k, blk in enumerate(t.blocks)
+                          if plasticity.block_learns(net, k, scales) and blk.post not in ws.skip)
+        if not hook.factors(batch, 2 * batch * (n - lo), dense):
+            return
+        ws.factors = True
+        rows = hook.world * batch
+        if ws.dz_all is None or ws.dz_all.shape[0] != rows:
+            ws.dz_all = ws.dz.new_zeros(rows, n)
+            ws.z_all = ws.dz.new_zeros(rows, n)
+        ws.dz_all[:, :lo].zero_()  # dz = 0 on exactly clamped inputs
+        if lo:
+            inputs = ws.z.new_empty(rows, lo)
+            hook.gather(ws.z[0, :, :lo].contiguous(), inputs)
+            ws.z_all[:, :lo].copy_(inputs)
+        if ws.send is None or ws.send.shape[2] != n - lo or ws.recv.shape[0] != rows:
+            ws.send = ws.dz.new_empty(batch, 2, n - lo)
+            ws.recv = ws.dz.new_empty(rows, 2, n - lo)
+
+    def _gather_ops(self, ws: _Workspace, start: bool = True, finish: bool = True) -> list:
+        """A step's exchange of factors: pack ``dz`` and ``z_s`` (after ``lo``), gather, unpack into
+        ``dz_all`` / ``z_all``. ``start`` / ``finish``: the calls before / after the exchange is
+        complete, so that a caller can run other work while the message travels."""
+        lo, hook = ws.lo, self.reduce_hook
+        ops = []
+        if start:
+            ops += [functools.partial(ws.send[:, 0].copy_, ws.dz[:, lo:]),
+                    functools.partial(ws.send[:, 1].copy_, ws.z[0, :, lo:]),
+                    functools.partial(hook.gather_start, ws.send, ws.recv)]
+        if finish:
+            ops += [hook.gather_wait, functools.partial(ws.dz_all[:, lo:].copy_, ws.recv[:, 0]),
+                    functools.partial(ws.z_all[:, lo:].copy_, ws.recv[:, 1])]
+        return ops
+
     def _defer_begin(self, ws: _Workspace, alpha: float, scales) -> None:
         """Blocks from exactly clamped inputs: their drive computed once per phase, their updates summed.
 
@@ -457,16 +524,20 @@ class Relaxer:
         costs one (B, B) @ (B, n_post) product for such a block instead of the (2B, n_in) @
         (n_in, n_post) forward and (n_post, B) @ (B, n_in) update GEMMs, and ``W += D^T z_in`` once at
         the end of the phase (:meth:`_defer_end`): the same weights at every step in exact
-        arithmetic. Off with a reduce hook (data-parallel updates are reduced per step) and with
-        derivative smoothing.
+        arithmetic. Off with derivative smoothing, and with a reduce hook that sums dense updates; with
+        gathered factors (:meth:`_exchange_begin`) ``D_t`` sums every process's ``dz`` (its rows follow
+        the gathered batch) and the Gram matrix pairs this process's inputs with everyone's.
         """
-        if not (ws.lo and self.defer_clamped) or self.reduce_hook is not None or (alpha > 0 and self.plast.smoothing > 0):
+        dense_hook = self.reduce_hook is not None and not ws.factors
+        if not (ws.lo and self.defer_clamped) or dense_hook or (alpha > 0 and self.plast.smoothing > 0):
             ws.carry = None  # the blocks from the inputs may learn step by step in this phase
             return
         net, t = self.net, self.net.topology
         z_clamped = ws.z[0, :, : ws.lo]
         # the previous phase of this run set the same inputs: its drives (kept up to date) and Gram matrices hold
-        drives, grams = ws.carry[1:] if ws.carry is not None and torch.equal(ws.carry[0], z_clamped) else ({}, {})
+        same = ws.carry is not None and ws.carry[3] == ws.factors and torch.equal(ws.carry[0], z_clamped)
+        drives, grams = ws.carry[1:3] if same else ({}, {})
+        post_signal, pre_rate = ws.signals()
         fixed: dict[int, torch.Tensor] = {}
         for k, blk in enumerate(t.blocks):
             if blk.hi > ws.lo or blk.post in ws.skip:
@@ -476,18 +547,21 @@ class Relaxer:
             if alpha > 0 and plasticity.block_learns(net, k, scales):
                 rate = self.plast.rate(alpha, z_in.shape[0]) * (scales[0][k] if scales else 1.0)
                 span = (blk.lo, blk.hi)
+                z_pre = pre_rate[:, blk.lo : blk.hi]  # (B or world x B, span)
                 if span not in grams:
-                    grams[span] = z_in @ z_in.t()
-                ws.deferred.append((k, t.slice(blk.post), z_in, grams[span], torch.zeros_like(fixed[k]), rate))
+                    grams[span] = z_in @ z_pre.t()
+                acc = post_signal.new_zeros(post_signal.shape[0], fixed[k].shape[1])
+                ws.deferred.append((k, t.slice(blk.post), z_pre, grams[span], acc, rate))
         ws.fixed = fixed or None
         ws.deferred_keys = tuple(d[0] for d in ws.deferred)
-        ws.carry = (z_clamped.clone(), fixed, grams) if fixed else None
+        ws.carry = (z_clamped.clone(), fixed, grams, ws.factors) if fixed else None
 
     def _defer_ops(self, ws: _Workspace) -> list:
         """After a step's update: ``D += r dz_post``, and the fixed drive ``+= r (z_in z_in^T) dz_post``."""
         ops = []
+        post_signal = ws.signals()[0]
         for k, post, _, gram, acc, rate in ws.deferred:
-            dz = ws.dz[:, post]  # (B, n_post)
+            dz = post_signal[:, post]  # (B or world x B, n_post)
             ops += [functools.partial(acc.add_, dz, alpha=rate), functools.partial(ws.fixed[k].addmm_, gram, dz, alpha=rate)]
         return ops
 
@@ -558,7 +632,11 @@ class Relaxer:
                                 narrow=True)
         if alpha > 0:
             rate = self.plast.rate(alpha, batch)
-            if self.reduce_hook is None:
+            if ws.factors:  # the message travels while the drive is computed
+                ops = self._gather_ops(ws, finish=False) + ops + self._gather_ops(ws, start=False)
+                ops += plasticity.update_ops(net, ws.dz_all, ws.z_all, rate, ws.skip, scales, ws.deferred_keys,
+                                             narrow=True)
+            elif self.reduce_hook is None:
                 ops += plasticity.update_ops(net, ws.dz, ws.z[0], rate, ws.skip, scales, ws.deferred_keys, narrow=True,
                                              column_sums=dz_cols)
             else:

@@ -62,6 +62,7 @@ class Plasticity:
     min_factor: float = 0.0  # "cosine": the factor at the end, in [0, 1]
     layer_alpha: tuple[float, ...] | None = None  # per receiving layer rate multipliers (None: all 1)
     layer_alpha_pairs: bool = False  # weight blocks take layer_alpha of the upper layer they join
+    hidden_alpha: float = 1.0  # with layer_alpha None: the multiplier of every hidden layer (inputs, outputs: 1)
     block_alpha: dict[str, float] | None = None  # per block rate multipliers by block name (None: all 1)
     feedback_alpha: float = 1.0  # rate multiplier of the blocks from a layer into the one below, >= 0
     weight_decay: float = 0.0  # per training batch, >= 0
@@ -89,6 +90,8 @@ class Plasticity:
             self.layer_alpha = tuple(float(a) for a in self.layer_alpha)
             if min(self.layer_alpha) < 0:
                 raise ValueError(f"learner.layer_alpha must be null or a list of numbers >= 0, got {list(self.layer_alpha)}")
+        if not (self.hidden_alpha >= 0 and math.isfinite(self.hidden_alpha)):
+            raise ValueError(f"learner.hidden_alpha must be a finite number >= 0, got {self.hidden_alpha}")
         if self.block_alpha is not None:
             self.block_alpha = {str(k): float(v) for k, v in dict(self.block_alpha).items()}
             if min(self.block_alpha.values(), default=0.0) < 0:
@@ -124,10 +127,11 @@ class Plasticity:
 
     def scales(self, topology) -> tuple[list[float], list[float]] | None:
         """Rate multipliers (per weight block, per bias layer), or None when all are 1."""
-        if self.layer_alpha is None and not self.block_alpha and self.feedback_alpha == 1.0:
+        if (self.layer_alpha is None and self.hidden_alpha == 1.0 and not self.block_alpha
+                and self.feedback_alpha == 1.0):
             return None
         n_layers = topology.n_layers
-        layer = self.layer_alpha or (1.0,) * n_layers
+        layer = self.layer_alpha or (1.0, *(self.hidden_alpha,) * (n_layers - 2), 1.0)
         if len(layer) != n_layers:
             raise ValueError(f"learner.layer_alpha needs one multiplier per layer ({n_layers}: input, hidden..., "
                              f"output), got {len(layer)}")

@@ -128,12 +128,14 @@ def validate(cfg: Mapping[str, Any]) -> None:
         raise ConfigError("trainer.max_epochs=-1 needs a budget: set trainer.max_steps or +trainer.max_time")
     strategy = trainer.get("strategy")
     if isinstance(strategy, Mapping) and "sync" in strategy:
-        from astdp.lit.ddp import SYNC_MODES
+        from astdp.lit.ddp import EXCHANGES, SYNC_MODES
 
         need(strategy["sync"] in SYNC_MODES,
              f"trainer.strategy.sync must be one of {list(SYNC_MODES)}, got {strategy['sync']!r}")
         every = strategy.get("sync_every", 1)
         need(_is_int(every) and every >= 1, f"trainer.strategy.sync_every must be an integer >= 1, got {every!r}")
+        exchange = strategy.get("exchange", "auto")
+        need(exchange in EXCHANGES, f"trainer.strategy.exchange must be one of {list(EXCHANGES)}, got {exchange!r}")
     for group in ("learner", "model", "data", "depth"):
         unknown_keys(group, cfg.get(group) or {})
     need(cfg["data"]["name"] != "stdp_pair",

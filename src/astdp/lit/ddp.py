@@ -20,12 +20,15 @@ job saved (``<run dir>/.hydra/config.yaml``), in the same run folder.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from pytorch_lightning.strategies import DDPStrategy
@@ -76,17 +79,104 @@ class PeriodicSum:
         self.seconds += time.perf_counter() - start
 
 
-class AllReduceSum:
-    """A relaxer ``reduce_hook``: sums a step's weight and bias updates over all processes, in place.
+class SharedGather:
+    """``all_gather`` among the processes of one machine through shared memory, for CPU tensors.
 
-    The deltas travel as one flat message per step (one ``all_reduce`` instead of one per block).
-    ``calls``, ``bytes`` (payload per process) and ``seconds`` (packing included) are counted for
-    benchmarks.
+    A step's exchange of factors is a few hundred kilobytes, and over gloo's sockets it costs about
+    as much as the step itself, most of it latency. Here every process writes its part into its
+    own slot of a shared buffer, publishes a counter, and reads the others' parts once their
+    counters have caught up: no message, no system call. Two buffers alternate, so a process may
+    write the next exchange while a slower one still reads the last (it cannot get two ahead: it
+    waits for everyone's counter first). The buffers grow, collectively, to the largest exchange
+    seen. Their files in ``/dev/shm`` are removed as soon as every process has mapped them.
     """
 
     def __init__(self, group=None) -> None:
         self.group = group
-        self.calls, self.bytes, self.seconds = 0, 0, 0.0
+        self.world, self.rank = dist.get_world_size(group), dist.get_rank(group)
+        name = [f"/dev/shm/astdp-{uuid.uuid4().hex}" if self.rank == 0 else None]
+        dist.broadcast_object_list(name, src=dist.get_global_rank(group, 0) if group else 0, group=group)
+        self.base, self.made = name[0], 0
+        self.flags = np.frombuffer(self._map(8 * self.world), dtype=np.int64)  # exchanges each process has written
+        self.count = 0  # exchanges completed here
+        self.slot_bytes = 0
+        self.buffers: torch.Tensor | None = None  # (2, world, slot_bytes) uint8
+        self._pending = None
+
+    @staticmethod
+    def usable(group=None) -> bool:
+        """Every process of ``group`` runs on this machine (a collective call)."""
+        hosts = [None] * dist.get_world_size(group)
+        dist.all_gather_object(hosts, socket.gethostname(), group=group)
+        return os.path.isdir("/dev/shm") and len(set(hosts)) == 1
+
+    def _map(self, nbytes: int) -> np.memmap:
+        """A fresh shared file of ``nbytes`` zero bytes, mapped by every process (collective)."""
+        self.made += 1
+        path = f"{self.base}-{self.made}"
+        if self.rank == 0:
+            with open(path, "wb") as f:
+                f.truncate(nbytes)
+        dist.barrier(group=self.group)
+        mapped = np.memmap(path, dtype=np.uint8, mode="r+", shape=(nbytes,))
+        dist.barrier(group=self.group)
+        if self.rank == 0:
+            os.unlink(path)
+        return mapped
+
+    def start(self, local: torch.Tensor, out: torch.Tensor) -> None:
+        """Write ``local`` and publish it; :meth:`wait` fills ``out`` (world x ...) with everyone's."""
+        nbytes = local.numel() * local.element_size()
+        if nbytes > self.slot_bytes:  # every process meets the same sizes in the same order
+            self.slot_bytes = nbytes
+            self.buffers = torch.frombuffer(self._map(2 * self.world * nbytes), dtype=torch.uint8).view(
+                2, self.world, nbytes)
+        k = self.count + 1
+        slots = self.buffers[k % 2, :, :nbytes].view(local.dtype).view(self.world, -1)
+        slots[self.rank].copy_(local.reshape(-1))
+        self.flags[self.rank] = k
+        self._pending = (k, slots, out)
+
+    def wait(self) -> None:
+        k, slots, out = self._pending
+        while self.flags.min() < k:
+            os.sched_yield()
+        out.view(self.world, -1).copy_(slots)
+        self.count, self._pending = k, None
+
+
+EXCHANGES = ("auto", "dense", "factors")  # how sync=step sends a step's updates (AllReduceSum.exchange)
+
+
+class AllReduceSum:
+    """A relaxer ``reduce_hook``: sums a step's weight and bias updates over all processes, in place.
+
+    Two ways, chosen per phase by the relaxer through :meth:`factors`:
+
+    - ``dense``: the deltas travel as one flat message per step (one ``all_reduce`` instead of one
+      per block);
+    - ``factors``: every process gathers everyone's post- and pre-synaptic factors (``dz`` and
+      ``z_s``, :meth:`gather_start`) and forms the summed update itself
+      (:meth:`astdp.core.engine.Relaxer._exchange_begin`). Fewer bytes when the batch is small against
+      the weight blocks, and the blocks from clamped inputs keep their once-per-phase path.
+
+    ``exchange``: ``dense``, ``factors`` (when every process has the same batch size) or ``auto``
+    (factors when they move fewer bytes: an all_gather brings ``(world - 1) x`` a process's factors,
+    a ring all_reduce ``2 (world - 1) / world x`` the dense deltas). Factors of CPU tensors travel
+    through shared memory when all processes share one machine (:class:`SharedGather`), else by
+    ``all_gather``. ``calls``, ``bytes`` (payload per process and step), ``phase_bytes`` (inputs
+    gathered once per phase) and ``seconds`` (packing and waiting included) are counted for benchmarks.
+    """
+
+    def __init__(self, group=None, exchange: str = "auto") -> None:
+        if exchange not in EXCHANGES:
+            raise ValueError(f"trainer.strategy.exchange must be one of {list(EXCHANGES)}, got {exchange!r}")
+        self.group, self.exchange = group, exchange
+        self.world = dist.get_world_size(group) if dist.is_available() and dist.is_initialized() else 1
+        self.calls, self.bytes, self.phase_bytes, self.seconds = 0, 0, 0, 0.0
+        self.exchanged: str | None = None  # the last phase's choice: "dense" | "factors"
+        self._pending = None
+        self.shared = SharedGather(group) if exchange != "dense" and self.world > 1 and SharedGather.usable(group) else None
 
     def __call__(self, deltas: list[torch.Tensor]) -> None:
         start = time.perf_counter()
@@ -95,6 +185,46 @@ class AllReduceSum:
         unflatten_into(flat, deltas)
         self.calls += 1
         self.bytes += flat.numel() * flat.element_size()
+        self.seconds += time.perf_counter() - start
+
+    def factors(self, batch: int, factor_elements: int, dense_elements: int) -> bool:
+        """Whether this phase exchanges factors (``factor_elements`` per process and step) rather than
+        dense deltas (``dense_elements``). Collective: every process must call it, and all get one answer."""
+        use = False
+        if self.exchange != "dense":
+            sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(self.world)]
+            dist.all_gather(sizes, torch.tensor([batch]), group=self.group)
+            even = all(int(size) == batch for size in sizes)  # else (a short last batch): dense sums
+            use = even and (self.exchange == "factors" or self.world * factor_elements < 2 * dense_elements)
+        self.exchanged = "factors" if use else "dense"
+        return use
+
+    def gather(self, local: torch.Tensor, out: torch.Tensor) -> None:
+        """``out`` (world x B, ...) = every process's ``local`` (B, ...), rank by rank (once per phase)."""
+        self._start(local, out)
+        self.gather_wait()
+        self.phase_bytes += local.numel() * local.element_size()
+
+    def gather_start(self, local: torch.Tensor, out: torch.Tensor) -> None:
+        """Start a step's :meth:`gather` of factors; :meth:`gather_wait` completes it."""
+        self._start(local, out)
+        self.calls += 1
+        self.bytes += local.numel() * local.element_size()
+
+    def _start(self, local: torch.Tensor, out: torch.Tensor) -> None:
+        start = time.perf_counter()
+        if self.shared is not None and not local.is_cuda:
+            self.shared.start(local, out)
+            self._pending = self.shared
+        else:
+            self._pending = dist.all_gather(list(out.view(self.world, *local.shape).unbind(0)), local,
+                                            group=self.group, async_op=True)
+        self.seconds += time.perf_counter() - start
+
+    def gather_wait(self) -> None:
+        start = time.perf_counter()
+        self._pending.wait()
+        self._pending = None
         self.seconds += time.perf_counter() - start
 
 
@@ -157,16 +287,19 @@ class AstdpDDPStrategy(DDPStrategy):
     Hydra job with :func:`job_command`.
 
     ``sync``: how the aSTDP updates are synchronised (:data:`SYNC_MODES`); ``sync_every``: batches
-    between two synchronisations with ``sync=periodic``.
+    between two synchronisations with ``sync=periodic``; ``exchange``: what ``sync=step`` sends
+    (:data:`EXCHANGES`, :class:`AllReduceSum`).
     """
 
-    def __init__(self, sync: str = "step", sync_every: int = 10, **kwargs) -> None:
+    def __init__(self, sync: str = "step", sync_every: int = 10, exchange: str = "auto", **kwargs) -> None:
         if sync not in SYNC_MODES:
             raise ValueError(f"trainer.strategy.sync must be one of {list(SYNC_MODES)}, got {sync!r}")
         if not isinstance(sync_every, int) or sync_every < 1:
             raise ValueError(f"trainer.strategy.sync_every must be an integer >= 1, got {sync_every!r}")
+        if exchange not in EXCHANGES:
+            raise ValueError(f"trainer.strategy.exchange must be one of {list(EXCHANGES)}, got {exchange!r}")
         super().__init__(**kwargs)
-        self.sync, self.sync_every = sync, sync_every
+        self.sync, self.sync_every, self.exchange = sync, sync_every, exchange
 
     def _setup_model(self, model: torch.nn.Module):
         if not any(p.requires_grad for p in model.parameters()):

@@ -218,7 +218,7 @@ class AstdpLitModule(LightningModule):
         every relaxation step (``sync=step``) or every ``sync_every`` batches (``sync=periodic``)."""
         if stage == "fit" and world_size() > 1:
             if getattr(self.trainer.strategy, "sync", "step") != "periodic":
-                self.system.relaxer.reduce_hook = AllReduceSum()
+                self.system.relaxer.reduce_hook = AllReduceSum(exchange=getattr(self.trainer.strategy, "exchange", "auto"))
 
     def _log_image(self, key: str, arr) -> None:
         if not is_rank_zero():

@@ -1,0 +1,90 @@
+"""sync=step without Lightning: two processes (gloo) that exchange dense updates, or gathered factors
+through shared memory or gloo, end with the weights of one process trained on the combined batch."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from omegaconf import OmegaConf
+
+from astdp.factory import build_system
+
+# the default model and learner (inputs set exactly, hidden rate x2) on a small net; no fake targets and
+# all states starting at 0, so that nothing depends on how the batch is split
+OVERRIDES = ["logger=none", "depth.hidden=[16]", "model.fake_target.enabled=false", "model.init_scale=0",
+             "model.engine=eager", "learner.steps=6", "learner.free_steps=2", "learner.alpha=0.05",
+             "learner.schedule=constant"]
+SIZES = (8, 8)  # samples per process and batch; the last batch is uneven (8 and 6)
+BATCHES = 3
+
+
+def _system(cfg: dict, batch: int):
+    return build_system(cfg["model"], cfg["learner"], cfg["depth"], 784, 10, batch, seed=0)
+
+
+def _data() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(3)
+    sizes = [sum(SIZES)] * (BATCHES - 1) + [SIZES[0] + 6]
+    return [(torch.rand(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g)) for n in sizes]
+
+
+def _weights(system) -> list[torch.Tensor]:
+    return [t.clone() for t in (*system.net.weights, *system.net.biases)]
+
+
+def _worker(rank: int, cfg: dict, port: int, exchange: str, transport: str, out) -> None:
+    from astdp.lit.ddp import AllReduceSum
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    system = _system(cfg, SIZES[rank])
+    hook = AllReduceSum(exchange=exchange)
+    if transport == "gloo":
+        hook.shared = None
+    system.relaxer.reduce_hook = hook
+    choices, per_step = [], 0
+    for x, y in _data():
+        lo = 0 if rank == 0 else SIZES[0]
+        n = SIZES[rank] if x.shape[0] == sum(SIZES) else (SIZES[0] if rank == 0 else 6)
+        system.train_batch(x[lo : lo + n], y[lo : lo + n])
+        choices.append(hook.exchanged)
+        per_step = per_step if len(choices) > 1 else hook.bytes // hook.calls  # the first batch's message
+    if rank == 0:
+        out.put(([t.numpy().copy() for t in _weights(system)], choices, per_step))
+    dist.destroy_process_group()
+
+
+def _two_processes(cfg: dict, port: int, exchange: str, transport: str):
+    ctx = mp.get_context("spawn")
+    out = ctx.SimpleQueue()
+    procs = mp.start_processes(_worker, args=(cfg, port, exchange, transport, out), nprocs=2, start_method="spawn",
+                               join=False)
+    weights, choices, per_step = out.get()  # before join: a large message would block the worker's exit
+    procs.join()
+    return [torch.from_numpy(w) for w in weights], choices, per_step
+
+
+@pytest.mark.parametrize("exchange,transport,port", [
+    ("factors", "shared", 29631), pytest.param("factors", "gloo", 29633, marks=pytest.mark.slow), ("dense", "gloo", 29635)])
+def test_two_processes_equal_one_with_the_combined_batch(compose_cfg, exchange, transport, port):
+    cfg = OmegaConf.to_container(compose_cfg(OVERRIDES), resolve=True)
+    single = _system(cfg, sum(SIZES))
+    before = _weights(single)
+    for x, y in _data():
+        single.train_batch(x, y)
+    want = _weights(single)
+    assert max(float((a - b).abs().max()) for a, b in zip(want, before)) > 1e-2  # it learned
+    got, choices, per_step = _two_processes(cfg, port, exchange, transport)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    # the uneven last batch always sums dense updates; factors: dz and z_s of 8 samples after the inputs
+    assert choices == [exchange] * (BATCHES - 1) + ["dense"]
+    # per step: dense, the blocks that learn (none into the clamped inputs) and every bias; factors,
+    # dz and z_s of the 8 samples after the inputs (the inputs once per phase)
+    assert per_step == 4 * (784 * 16 + 2 * 16 * 10 + 784 + 16 + 10 if exchange == "dense" else 2 * 8 * (16 + 10))
