@@ -84,7 +84,7 @@ def test_scaling_benchmark_reports_both_process_counts(capsys):
     from benchmarks import scaling
 
     out = scaling.main(["--batches", "3", "--sync-every", "2", "--steps", "6", "--hidden", "16", "--batch", "8",
-                        "--port", "29611"])
+                        "--port", "29611", "--rounds", "1"])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == out
     assert out["p1_speedup"] == 1.0 and out["p1_samples_per_s"] > 0 and out["p2_samples_per_s"] > 0
     for prefix in ("p2_", "p2_dense_", "p2_periodic_"):

@@ -156,8 +156,6 @@ class _Workspace:
         self.factors = False  # this phase's updates come from the gathered factors
         self.dz_all: torch.Tensor | None = None  # (world x B, N): dz of all processes, rank by rank
         self.z_all: torch.Tensor | None = None  # (world x B, N): z_s of all processes
-        self.send: torch.Tensor | None = None  # (B, 2, N - lo): this process's dz and z_s, packed
-        self.recv: torch.Tensor | None = None  # (world x B, 2, N - lo): everyone's
 
     def signals(self) -> tuple[torch.Tensor, torch.Tensor]:
         """eq (15)'s factors this phase's updates are built from: (dz, z_s), this process's or gathered."""
@@ -443,11 +441,15 @@ class Relaxer:
 
         if alpha > 0:  # eq (15), then eq (22)-(23)
             rate = self.plast.rate(alpha, batch)
-            if ws.factors:
-                for op in self._gather_ops(ws):
+            if ws.factors:  # every process's factors, then the summed update from them
+                self.reduce_hook.gather_start(*self._factor_parts(ws))
+                self.reduce_hook.gather_wait()
+                for op in plasticity.update_ops(net, ws.dz_all, ws.z_all, rate, ws.skip, scales, ws.deferred_keys,
+                                                narrow=True):
                     op()
-            plasticity.apply(net, *ws.signals(), rate, None if ws.factors else self.reduce_hook, skip_posts=ws.skip,
-                             scales=scales, skip_blocks=ws.deferred_keys)
+            else:
+                plasticity.apply(net, ws.dz, ws.z[0], rate, self.reduce_hook, skip_posts=ws.skip, scales=scales,
+                                 skip_blocks=ws.deferred_keys)
             self._defer_step(ws)
             if smooth:
                 plasticity.apply(net, smooth_signal, ws.z[0], -self.plast.rate(self.plast.smoothing, batch),
@@ -466,7 +468,8 @@ class Relaxer:
     def _exchange_begin(self, ws: _Workspace, alpha: float, scales) -> None:
         """Data parallel: sum the processes' updates as dense matrices, or build them from gathered factors.
 
-        A learning phase under a ``reduce_hook`` that can gather (``hook.gather``, ``hook.factors``)
+        A learning phase under a ``reduce_hook`` that can gather (``hook.gather``, ``hook.gather_start``
+        / ``hook.gather_wait``, ``hook.factors``)
         may take every step's update from the factors of eq (15) instead of summing dense deltas:
         each process sends its ``dz`` and ``z_s`` (the columns after exactly clamped inputs, (B, N - lo)
         each) and computes ``sum_p dz_p^T z_p`` from everyone's, which is the sum the dense hook forms,
@@ -493,27 +496,13 @@ class Relaxer:
             ws.z_all = ws.dz.new_zeros(rows, n)
         ws.dz_all[:, :lo].zero_()  # dz = 0 on exactly clamped inputs
         if lo:
-            inputs = ws.z.new_empty(rows, lo)
-            hook.gather(ws.z[0, :, :lo].contiguous(), inputs)
-            ws.z_all[:, :lo].copy_(inputs)
-        if ws.send is None or ws.send.shape[2] != n - lo or ws.recv.shape[0] != rows:
-            ws.send = ws.dz.new_empty(batch, 2, n - lo)
-            ws.recv = ws.dz.new_empty(rows, 2, n - lo)
+            hook.gather([ws.z[0, :, :lo]], [ws.z_all[:, :lo]])
 
-    def _gather_ops(self, ws: _Workspace, start: bool = True, finish: bool = True) -> list:
-        """A step's exchange of factors: pack ``dz`` and ``z_s`` (after ``lo``), gather, unpack into
-        ``dz_all`` / ``z_all``. ``start`` / ``finish``: the calls before / after the exchange is
-        complete, so that a caller can run other work while the message travels."""
-        lo, hook = ws.lo, self.reduce_hook
-        ops = []
-        if start:
-            ops += [functools.partial(ws.send[:, 0].copy_, ws.dz[:, lo:]),
-                    functools.partial(ws.send[:, 1].copy_, ws.z[0, :, lo:]),
-                    functools.partial(hook.gather_start, ws.send, ws.recv)]
-        if finish:
-            ops += [hook.gather_wait, functools.partial(ws.dz_all[:, lo:].copy_, ws.recv[:, 0]),
-                    functools.partial(ws.z_all[:, lo:].copy_, ws.recv[:, 1])]
-        return ops
+    @staticmethod
+    def _factor_parts(ws: _Workspace) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """What a step gathers: this process's ``dz`` and ``z_s`` after ``lo``, and where everyone's go."""
+        lo = ws.lo
+        return [ws.dz[:, lo:], ws.z[0, :, lo:]], [ws.dz_all[:, lo:], ws.z_all[:, lo:]]
 
     def _defer_begin(self, ws: _Workspace, alpha: float, scales) -> None:
         """Blocks from exactly clamped inputs: their drive computed once per phase, their updates summed.
@@ -633,7 +622,8 @@ class Relaxer:
         if alpha > 0:
             rate = self.plast.rate(alpha, batch)
             if ws.factors:  # the message travels while the drive is computed
-                ops = self._gather_ops(ws, finish=False) + ops + self._gather_ops(ws, start=False)
+                hook = self.reduce_hook
+                ops = [functools.partial(hook.gather_start, *self._factor_parts(ws)), *ops, hook.gather_wait]
                 ops += plasticity.update_ops(net, ws.dz_all, ws.z_all, rate, ws.skip, scales, ws.deferred_keys,
                                              narrow=True)
             elif self.reduce_hook is None:

@@ -124,24 +124,31 @@ class SharedGather:
             os.unlink(path)
         return mapped
 
-    def start(self, local: torch.Tensor, out: torch.Tensor) -> None:
-        """Write ``local`` and publish it; :meth:`wait` fills ``out`` (world x ...) with everyone's."""
-        nbytes = local.numel() * local.element_size()
+    def start(self, parts: list[torch.Tensor], outs: list[torch.Tensor]) -> None:
+        """Write ``parts`` (each (B, ...), any strides) and publish them; :meth:`wait` fills each of
+        ``outs`` (world x B, ...) with everyone's, rank by rank."""
+        sizes = [p.numel() * p.element_size() for p in parts]
+        nbytes = sum(sizes)
         if nbytes > self.slot_bytes:  # every process meets the same sizes in the same order
             self.slot_bytes = nbytes
             self.buffers = torch.frombuffer(self._map(2 * self.world * nbytes), dtype=torch.uint8).view(
                 2, self.world, nbytes)
         k = self.count + 1
-        slots = self.buffers[k % 2, :, :nbytes].view(local.dtype).view(self.world, -1)
-        slots[self.rank].copy_(local.reshape(-1))
+        regions, at = [], 0
+        for part, size in zip(parts, sizes):
+            region = self.buffers[k % 2, :, at : at + size].view(part.dtype).view(self.world, *part.shape)
+            region[self.rank].copy_(part)
+            regions.append(region)
+            at += size
         self.flags[self.rank] = k
-        self._pending = (k, slots, out)
+        self._pending = (k, regions, outs)
 
     def wait(self) -> None:
-        k, slots, out = self._pending
+        k, regions, outs = self._pending
         while self.flags.min() < k:
             os.sched_yield()
-        out.view(self.world, -1).copy_(slots)
+        for region, out in zip(regions, outs):
+            out.view(region.shape).copy_(region)
         self.count, self._pending = k, None
 
 
@@ -199,26 +206,28 @@ class AllReduceSum:
         self.exchanged = "factors" if use else "dense"
         return use
 
-    def gather(self, local: torch.Tensor, out: torch.Tensor) -> None:
-        """``out`` (world x B, ...) = every process's ``local`` (B, ...), rank by rank (once per phase)."""
-        self._start(local, out)
+    def gather(self, parts: list[torch.Tensor], outs: list[torch.Tensor]) -> None:
+        """Each of ``outs`` (world x B, ...) = every process's part (B, ...), rank by rank (once per phase)."""
+        self._start(parts, outs)
         self.gather_wait()
-        self.phase_bytes += local.numel() * local.element_size()
+        self.phase_bytes += sum(p.numel() * p.element_size() for p in parts)
 
-    def gather_start(self, local: torch.Tensor, out: torch.Tensor) -> None:
+    def gather_start(self, parts: list[torch.Tensor], outs: list[torch.Tensor]) -> None:
         """Start a step's :meth:`gather` of factors; :meth:`gather_wait` completes it."""
-        self._start(local, out)
+        self._start(parts, outs)
         self.calls += 1
-        self.bytes += local.numel() * local.element_size()
+        self.bytes += sum(p.numel() * p.element_size() for p in parts)
 
-    def _start(self, local: torch.Tensor, out: torch.Tensor) -> None:
+    def _start(self, parts: list[torch.Tensor], outs: list[torch.Tensor]) -> None:
         start = time.perf_counter()
-        if self.shared is not None and not local.is_cuda:
-            self.shared.start(local, out)
+        if self.shared is not None and not parts[0].is_cuda:
+            self.shared.start(parts, outs)
             self._pending = self.shared
-        else:
-            self._pending = dist.all_gather(list(out.view(self.world, *local.shape).unbind(0)), local,
-                                            group=self.group, async_op=True)
+        else:  # one message: the parts packed side by side
+            send = torch.cat([p.reshape(p.shape[0], -1) for p in parts], dim=1)
+            recv = send.new_empty(self.world, *send.shape)
+            self._pending = _Unpack(dist.all_gather(list(recv.unbind(0)), send, group=self.group, async_op=True),
+                                    recv, outs)
         self.seconds += time.perf_counter() - start
 
     def gather_wait(self) -> None:
@@ -226,6 +235,22 @@ class AllReduceSum:
         self._pending.wait()
         self._pending = None
         self.seconds += time.perf_counter() - start
+
+
+class _Unpack:
+    """An ``all_gather`` in flight whose packed rows go back into separate tensors when it completes."""
+
+    def __init__(self, work, recv: torch.Tensor, outs: list[torch.Tensor]) -> None:
+        self.work, self.recv, self.outs = work, recv, outs
+
+    def wait(self) -> None:
+        self.work.wait()
+        at = 0
+        for out in self.outs:
+            width = out[0].numel()
+            out.view(self.recv.shape[0], -1, *out.shape[1:]).copy_(
+                self.recv[:, :, at : at + width].view(self.recv.shape[0], -1, *out.shape[1:]))
+            at += width
 
 
 @contextmanager
