@@ -94,10 +94,12 @@ class AstdpLitModule(LightningModule):
         stats = self.system.train_batch(x, y)
         why = self.system.diverged()
         if why is not None:
+            plast = self.system.relaxer.plast
+            smoothing = f" and model.smoothing={plast.smoothing:.3g}" if plast.smoothing > 0 else ""
+            fix = "lower model.smoothing or learner.alpha" if plast.smoothing > 0 else "lower learner.alpha"
             raise DivergenceError(
                 f"training diverged at batch {self.global_step} ({why}) with learner.alpha="
-                f"{self.system.relaxer.plast.current_alpha:.3g} in use: lower learner.alpha or use a decaying "
-                f"learner.schedule")
+                f"{plast.current_alpha:.3g}{smoothing} in use: {fix} or use a decaying learner.schedule")
         self.optimizers().step()  # counts this batch in global_step; weights changed in train_batch
         self.samples_seen += x.shape[0] * self.trainer.world_size  # the combined batch of all processes
         self.log(M.TRAIN_COST, self.system.visible_cost(x, y), prog_bar=True, batch_size=x.shape[0])
