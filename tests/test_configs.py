@@ -35,6 +35,9 @@ def test_default_is_the_papers_main_model(compose_cfg):
     assert (cfg.data.name, cfg.learner.name, list(cfg.depth.hidden), cfg.logger.offline) == ("mnist", "supervised", [512], True)
     assert cfg.data.root == os.environ.get("ASTDP_DATA_ROOT", "data")  # the one env override
     validate(OmegaConf.to_container(cfg, resolve=True))
+    assert cfg.learner.hidden_alpha == 2.0 and cfg.learner.layer_alpha is None  # MNIST's hidden rate x2
+    assert compose_cfg(["experiment=paper_literal"]).learner.hidden_alpha == 1.0  # the paper: one rate
+    assert compose_cfg(["data=toy_order"]).learner.hidden_alpha == 1.0  # no MNIST budget: one rate
 
 
 @pytest.mark.parametrize("name", GROUPS["data"])
@@ -119,6 +122,7 @@ BAD = [
     ("learner.test_steps=0", "learner.test_steps must be an integer >= 1"),
     ("learner.alpha=-1e-4", "learner.alpha must be a number >= 0"),
     ("learner.tol=0", "learner.tol must be a number > 0"),
+    ("learner.hidden_alpha=-2", "learner.hidden_alpha must be a finite number >= 0"),
     ("data.batch_size=0", "data.batch_size must be an integer >= 1"),
     ("data.val_size=-1", "data.val_size must be a fraction in [0, 1) or a count >= 0"),
     ("data.n_train=-10", "data.n_train must be an integer >= 1 or null"),
@@ -171,3 +175,9 @@ def test_repo_layout():
     for path in ("conf", "src", "tests", "outputs", "train.py", "evaluate.py", "requirements.txt", "README.md"):
         assert (ROOT / path).exists(), path
     assert (CONF / "experiment").is_dir()
+
+
+def test_bad_exchange_is_named(compose_cfg):
+    cfg = compose_cfg(["trainer=ddp", "trainer.strategy.exchange=sometimes"])
+    with pytest.raises(ConfigError, match=r"trainer.strategy.exchange must be one of \['auto', 'dense', 'factors'\]"):
+        validate(OmegaConf.to_container(cfg, resolve=True))

@@ -182,6 +182,18 @@ def test_feedback_alpha_scales_the_blocks_into_the_layer_below():
         Plasticity(feedback_alpha=-1.0)
 
 
+def test_hidden_alpha_scales_every_hidden_layer_unless_layer_alpha_is_given():
+    deep = Topology.build(3, [4, 5], 2)
+    blocks, layers = Plasticity(hidden_alpha=2.0).scales(deep)
+    assert layers == [1.0, 2.0, 2.0, 1.0]  # input, hidden 1, hidden 2, output
+    assert blocks == [layers[b.post] for b in deep.blocks]  # a block takes its receiving layer's rate
+    assert Plasticity(hidden_alpha=2.0).scales(Topology.build(3, [4], 2))[1] == [1.0, 2.0, 1.0]
+    assert Plasticity(hidden_alpha=2.0, layer_alpha=(1, 8, 2, 1)).scales(deep)[1] == [1, 8, 2, 1]
+    assert Plasticity(hidden_alpha=1.0).scales(deep) is None  # all rates 1: nothing to scale
+    with pytest.raises(ValueError, match="hidden_alpha must be"):
+        Plasticity(hidden_alpha=-2.0)
+
+
 def test_fake_target_fires_with_algorithm1_probability():
     gen = torch.Generator().manual_seed(0)
     dz = torch.tensor([0.01, -0.02, 0.05, 0.5]).repeat(20000, 1)

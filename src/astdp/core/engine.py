@@ -32,6 +32,9 @@ How it is computed (the cost of a step should be its matrix products):
   The blocks *from* such inputs run once per phase, not per step: their drive is kept up to date
   through the (B, B) Gram matrix of the inputs and their updates are summed and applied at the
   end of the phase (:meth:`Relaxer._defer_begin`; the same weights at every step in exact arithmetic).
+- Data parallel (``Relaxer.reduce_hook``): a step's update is either summed as dense matrices over
+  the processes, or built by every process from everyone's gathered ``dz`` and ``z_s``, which keeps
+  the once-per-phase path of the blocks from clamped inputs (:meth:`Relaxer._exchange_begin`).
 - A shared phase (``Phase.shared``: net_l starts as a copy of net_s and has the same targets, so
   the two stay equal and ``dz = 0``) steps net_s alone, with no update, and copies it into net_l
   at the end: half the products of a step and none of its updates.
@@ -468,12 +471,11 @@ class Relaxer:
     def _exchange_begin(self, ws: _Workspace, alpha: float, scales) -> None:
         """Data parallel: sum the processes' updates as dense matrices, or build them from gathered factors.
 
-        A learning phase under a ``reduce_hook`` that can gather (``hook.gather``, ``hook.gather_start``
-        / ``hook.gather_wait``, ``hook.factors``)
-        may take every step's update from the factors of eq (15) instead of summing dense deltas:
-        each process sends its ``dz`` and ``z_s`` (the columns after exactly clamped inputs, (B, N - lo)
-        each) and computes ``sum_p dz_p^T z_p`` from everyone's, which is the sum the dense hook forms,
-        in one product over the gathered batch. The clamped inputs are gathered once per phase, so
+        A learning phase under a ``reduce_hook`` that can gather (``hook.factors``, ``hook.gather``,
+        ``hook.gather_start`` / ``hook.gather_wait``) may take every step's update from the factors
+        of eq (15) instead of summing dense deltas: each process sends its ``dz`` and ``z_s`` (the
+        columns after exactly clamped inputs, (B, N - lo) each) and computes ``sum_p dz_p^T z_p``
+        from everyone's, which is the sum the dense hook forms, in one product over the gathered batch. The clamped inputs are gathered once per phase, so
         the blocks from them keep their once-per-phase path (:meth:`_defer_begin`). The hook decides
         per phase from the elements each way (``hook.factors(batch, factor, dense)``, a collective
         call: every process takes the same decision); derivative smoothing keeps the dense sums.
