@@ -137,8 +137,8 @@ def measure(world: int, args, port: int, mode: str = "step") -> dict:
     return out
 
 
-MODES = ("step", "step_dense", "periodic")  # at more than one process; the JSON prefixes p<N>_, p<N>_dense_, p<N>_periodic_
-PREFIX = {"step": "", "step_dense": "dense_", "periodic": "periodic_"}
+MODES = ("step", "step_dense", "periodic")  # at more than one process
+PREFIX = {"step": "", "step_dense": "dense_", "periodic": "periodic_"}  # of the JSON keys, after p<N>_
 
 
 def describe(world: int, mode: str, args, row: dict) -> str:

@@ -475,10 +475,11 @@ class Relaxer:
         ``hook.gather_start`` / ``hook.gather_wait``) may take every step's update from the factors
         of eq (15) instead of summing dense deltas: each process sends its ``dz`` and ``z_s`` (the
         columns after exactly clamped inputs, (B, N - lo) each) and computes ``sum_p dz_p^T z_p``
-        from everyone's, which is the sum the dense hook forms, in one product over the gathered batch. The clamped inputs are gathered once per phase, so
-        the blocks from them keep their once-per-phase path (:meth:`_defer_begin`). The hook decides
-        per phase from the elements each way (``hook.factors(batch, factor, dense)``, a collective
-        call: every process takes the same decision); derivative smoothing keeps the dense sums.
+        from everyone's, which is the sum the dense hook forms, in one product over the gathered
+        batch. The clamped inputs are gathered once per phase, so the blocks from them keep their
+        once-per-phase path (:meth:`_defer_begin`). The hook decides per phase from the elements each
+        way (``hook.factors(batch, factor, dense)``, a collective call: every process takes the same
+        decision); derivative smoothing keeps the dense sums.
         """
         ws.factors = False
         hook = self.reduce_hook

@@ -85,7 +85,7 @@ class SharedGather:
     A step's exchange of factors is a few hundred kilobytes, and over gloo's sockets it costs about
     as much as the step itself, most of it latency. Here every process writes its part into its
     own slot of a shared buffer, publishes a counter, and reads the others' parts once their
-    counters have caught up: no message, no system call. Two buffers alternate, so a process may
+    counters have caught up: no socket, no message. Two buffers alternate, so a process may
     write the next exchange while a slower one still reads the last (it cannot get two ahead: it
     waits for everyone's counter first). The buffers grow, collectively, to the largest exchange
     seen. Their files in ``/dev/shm`` are removed as soon as every process has mapped them.
@@ -183,7 +183,8 @@ class AllReduceSum:
         self.calls, self.bytes, self.phase_bytes, self.seconds = 0, 0, 0, 0.0
         self.exchanged: str | None = None  # the last phase's choice: "dense" | "factors"
         self._pending = None
-        self.shared = SharedGather(group) if exchange != "dense" and self.world > 1 and SharedGather.usable(group) else None
+        local = exchange != "dense" and self.world > 1 and SharedGather.usable(group)
+        self.shared = SharedGather(group) if local else None  # factors through shared memory
 
     def __call__(self, deltas: list[torch.Tensor]) -> None:
         start = time.perf_counter()

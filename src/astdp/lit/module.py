@@ -220,7 +220,8 @@ class AstdpLitModule(LightningModule):
         every relaxation step (``sync=step``) or every ``sync_every`` batches (``sync=periodic``)."""
         if stage == "fit" and world_size() > 1:
             if getattr(self.trainer.strategy, "sync", "step") != "periodic":
-                self.system.relaxer.reduce_hook = AllReduceSum(exchange=getattr(self.trainer.strategy, "exchange", "auto"))
+                exchange = getattr(self.trainer.strategy, "exchange", "auto")
+                self.system.relaxer.reduce_hook = AllReduceSum(exchange=exchange)
 
     def _log_image(self, key: str, arr) -> None:
         if not is_rank_zero():
