@@ -54,7 +54,8 @@ def _worker(rank: int, cfg: dict, port: int, exchange: str, transport: str, out)
         n = SIZES[rank] if x.shape[0] == sum(SIZES) else (SIZES[0] if rank == 0 else 6)
         system.train_batch(x[lo : lo + n], y[lo : lo + n])
         choices.append(hook.exchanged)
-        per_step = per_step if len(choices) > 1 else hook.bytes // hook.calls  # the first batch's message
+        if len(choices) == 1:
+            per_step = hook.bytes // hook.calls  # the first batch's message per step
     if rank == 0:
         out.put(([t.numpy().copy() for t in _weights(system)], choices, per_step))
     dist.destroy_process_group()
@@ -71,7 +72,8 @@ def _two_processes(cfg: dict, port: int, exchange: str, transport: str):
 
 
 @pytest.mark.parametrize("exchange,transport,port", [
-    ("factors", "shared", 29631), pytest.param("factors", "gloo", 29633, marks=pytest.mark.slow), ("dense", "gloo", 29635)])
+    ("factors", "shared", 29631), pytest.param("factors", "gloo", 29633, marks=pytest.mark.slow),
+    ("dense", "gloo", 29635)])
 def test_two_processes_equal_one_with_the_combined_batch(compose_cfg, exchange, transport, port):
     cfg = OmegaConf.to_container(compose_cfg(OVERRIDES), resolve=True)
     single = _system(cfg, sum(SIZES))
