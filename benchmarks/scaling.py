@@ -21,7 +21,8 @@ figures beside them):
   rounds by tens of per cent);
 - ``allreduce_share``: the share of that time spent in the hook (packing, all_reduce, unpacking);
 - ``bytes_per_step``: the payload one process contributes per step (dense: the updates of the blocks
-  that learn and of all biases, float32; factors: its ``dz`` and ``z_s`` after the clamped inputs;
+  that learn and of all biases, float32; factors: the ``dz`` and ``z_s`` columns the gathered
+  updates need, the own updates of blocks cheaper to send dense, and the column sums of ``dz``;
   ``periodic_bytes_per_sync``: every weight and bias); a ring all_reduce sends ``2 (N - 1) / N``
   times the dense payload per process, an all_gather ``N - 1`` times the factors;
   ``phase_bytes``: the inputs gathered once per phase (factors);

@@ -131,6 +131,28 @@ def beta_tensor(pair: tuple[float, float], like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(pair, dtype=like.dtype, device=like.device).view(2, 1, 1)
 
 
+@dataclass
+class _Exchange:
+    """What a phase's steps send under ``sync=step`` with factors (:meth:`Relaxer._exchange_begin`).
+
+    ``dz_cols`` / ``z_cols``: the state columns of ``dz`` and ``z_s`` every process sends, gathered
+    into ``dz_all`` / ``z_all``; ``factor_blocks``: the blocks whose update every process builds from
+    them; ``partial``: the other blocks, each with this process's own update and the sum of
+    everyone's (dense, where that is fewer elements than the factors it would need); ``cols`` /
+    ``cols_all`` (N - lo,) / (N,): the column sums of ``dz`` (the bias updates), this process's and
+    everyone's (zero on clamped inputs). ``elements``: what one process sends per step.
+    """
+
+    dz_cols: list[slice]
+    z_cols: list[slice]
+    factor_blocks: tuple[int, ...]
+    partial: dict[int, tuple[torch.Tensor, torch.Tensor]]
+    cols: torch.Tensor
+    cols_all: torch.Tensor
+    elements: int
+    ops: tuple | None = None  # the eager step's calls (Relaxer._exchange_ops): (send, receive and update)
+
+
 class _Workspace:
     """Buffers for one batch size, dtype and device, reused at every step."""
 
@@ -156,7 +178,8 @@ class _Workspace:
         self.deferred_keys: tuple[int, ...] = ()
         self.carry: tuple | None = None  # (clamped inputs' z, their drives, Gram matrices) left by the last phase
         # data parallel with factors (Relaxer._exchange_begin): every process's dz and z_s, gathered
-        self.factors = False  # this phase's updates come from the gathered factors
+        self.factors = False  # this phase's updates come from the exchange below
+        self.exchange: _Exchange | None = None
         self.dz_all: torch.Tensor | None = None  # (world x B, N): dz of all processes, rank by rank
         self.z_all: torch.Tensor | None = None  # (world x B, N): z_s of all processes
 
@@ -197,7 +220,7 @@ class _Workspace:
         self.c.zero_()
         self.lo, self.skip, self.exact = 0, (), []
         self.fixed, self.deferred, self.deferred_keys = None, [], ()
-        self.factors = False
+        self.factors, self.exchange = False, None
         for tg in targets:
             layer = tg.layer
             sl = topology.slice(layer)
@@ -405,6 +428,14 @@ class Relaxer:
         activations.get_into(dyn.activation)(s, z, d)  # rho(s), rho'(s): (nets, B, N - lo) each
         if nets == 2:
             plasticity.difference_into(z, ws.dz[:, lo:], ws.adz[:, lo:])  # dz = z_l - z_s, eq (15)
+        exchange = None
+        if alpha > 0 and ws.factors:  # this step's factors travel while the step runs
+            if ws.exchange.ops is None:  # once per phase
+                before, start, wait, after = self._exchange_ops(ws, self.plast.rate(alpha, batch), scales)
+                ws.exchange.ops = ((*before, start), (wait, *after))
+            exchange = ws.exchange.ops
+            for op in exchange[0]:
+                op()
         dynamics.drive_into(net, ws.z[:nets].view(nets * batch, n), ws.pre[: nets * batch], ws.skip,
                             ws.fixed)  # W z + b, eq (2)
         smooth = alpha > 0 and self.plast.smoothing > 0
@@ -444,11 +475,8 @@ class Relaxer:
 
         if alpha > 0:  # eq (15), then eq (22)-(23)
             rate = self.plast.rate(alpha, batch)
-            if ws.factors:  # every process's factors, then the summed update from them
-                self.reduce_hook.gather_start(*self._factor_parts(ws))
-                self.reduce_hook.gather_wait()
-                for op in plasticity.update_ops(net, ws.dz_all, ws.z_all, rate, ws.skip, scales, ws.deferred_keys,
-                                                narrow=True):
+            if exchange is not None:  # everyone's factors and partial sums, then the summed update from them
+                for op in exchange[1]:
                     op()
             else:
                 plasticity.apply(net, ws.dz, ws.z[0], rate, self.reduce_hook, skip_posts=ws.skip, scales=scales,
@@ -474,25 +502,28 @@ class Relaxer:
         A learning phase under a ``reduce_hook`` that can gather (``hook.factors``, ``hook.gather``,
         ``hook.gather_start`` / ``hook.gather_wait``) may take every step's update from the factors
         of eq (15) instead of summing dense deltas: each process sends its ``dz`` and ``z_s`` (the
-        columns after exactly clamped inputs, (B, N - lo) each) and computes ``sum_p dz_p^T z_p``
-        from everyone's, which is the sum the dense hook forms, in one product over the gathered
-        batch. The clamped inputs are gathered once per phase, so the blocks from them keep their
-        once-per-phase path (:meth:`_defer_begin`). The hook decides per phase from the elements each
-        way (``hook.factors(batch, factor, dense)``, a collective call: every process takes the same
-        decision); derivative smoothing keeps the dense sums.
+        columns after exactly clamped inputs) and computes ``sum_p dz_p^T z_p`` from everyone's,
+        which is the sum the dense hook forms, in one product over the gathered batch. The plan is
+        made per block (:meth:`_exchange_plan`): a block whose factors would be more elements than
+        the block itself (the outputs' drive from a wide hidden layer) sends its own dense update
+        instead, summed in the same exchange. The clamped inputs are gathered once per phase, so the
+        blocks from them keep their once-per-phase path (:meth:`_defer_begin`). The hook decides per
+        phase from the elements each way (``hook.factors(batch, exchanged, dense)``, a collective
+        call: every process takes the same decision); derivative smoothing keeps the dense sums.
         """
-        ws.factors = False
+        ws.factors, ws.exchange = False, None
         hook = self.reduce_hook
         if alpha <= 0 or hook is None or not hasattr(hook, "gather") or self.plast.smoothing > 0:
             return
         net, t = self.net, self.net.topology
         batch, n = ws.dz.shape
         lo = ws.lo
-        dense = t.n + sum(net.learning(k).numel() for k, blk in enumerate(t.blocks)
-                          if plasticity.block_learns(net, k, scales) and blk.post not in ws.skip)
-        if not hook.factors(batch, 2 * batch * (n - lo), dense):
+        learning = [k for k, blk in enumerate(t.blocks)
+                    if plasticity.block_learns(net, k, scales) and blk.post not in ws.skip]
+        plan = self._exchange_plan(ws, learning)
+        if not hook.factors(batch, plan.elements, t.n + sum(net.learning(k).numel() for k in learning)):
             return
-        ws.factors = True
+        ws.factors, ws.exchange = True, plan
         rows = hook.world * batch
         if ws.dz_all is None or ws.dz_all.shape[0] != rows:
             ws.dz_all = ws.dz.new_zeros(rows, n)
@@ -501,11 +532,60 @@ class Relaxer:
         if lo:
             hook.gather([ws.z[0, :, :lo]], [ws.z_all[:, :lo]])
 
-    @staticmethod
-    def _factor_parts(ws: _Workspace) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """What a step gathers: this process's ``dz`` and ``z_s`` after ``lo``, and where everyone's go."""
-        lo = ws.lo
-        return [ws.dz[:, lo:], ws.z[0, :, lo:]], [ws.dz_all[:, lo:], ws.z_all[:, lo:]]
+    def _exchange_plan(self, ws: _Workspace, learning: list[int]) -> _Exchange:
+        """Per learning block: its update from gathered factors, or its own update summed as a dense
+        matrix, whichever adds fewer elements to a step's message (a layer's ``dz`` or ``z_s``,
+        once gathered, serves every block that reads it). The receiving layers of the blocks from
+        clamped inputs always send their ``dz``: those blocks' drive needs everyone's."""
+        net, t = self.net, self.net.topology
+        batch, lo = ws.dz.shape[0], ws.lo
+        deferred = {k for k in learning if lo and self.defer_clamped and t.blocks[k].hi <= lo}
+        dz_layers = {t.blocks[k].post for k in deferred}
+        z_spans: set[tuple[int, int]] = set()
+        factor_blocks, partial = [], {}
+        for k in learning:
+            if k in deferred:
+                continue
+            blk = t.blocks[k]
+            sl = t.slice(blk.post)
+            extra = (0 if blk.post in dz_layers else sl.stop - sl.start)
+            extra += 0 if blk.hi <= lo or (blk.lo, blk.hi) in z_spans else blk.hi - blk.lo
+            if batch * extra < net.learning(k).numel():
+                factor_blocks.append(k)
+                dz_layers.add(blk.post)
+                if blk.hi > lo:
+                    z_spans.add((blk.lo, blk.hi))
+            else:
+                own = plasticity.partial_buffer(net, k, narrow=True)
+                partial[k] = (own, torch.empty_like(own))
+        dz_cols = [t.slice(layer) for layer in sorted(dz_layers)]
+        z_cols = [slice(a, b) for a, b in sorted(z_spans)]
+        n = ws.dz.shape[1]
+        elements = (batch * sum(sl.stop - sl.start for sl in (*dz_cols, *z_cols))
+                    + sum(own.numel() for own, _ in partial.values()) + n - lo)
+        return _Exchange(dz_cols, z_cols, tuple(factor_blocks), partial, ws.dz.new_empty(n - lo),
+                         ws.dz.new_zeros(n), elements)
+
+    def _exchange_ops(self, ws: _Workspace, rate: float, scales, column_sums: torch.Tensor | None = None):
+        """A step's exchange as calls: (before: this process's dense parts, start, wait, after: the
+        summed updates). ``column_sums`` (N,): ``dz``'s column sums, kept by the caller (else computed)."""
+        ex, hook, net, lo = ws.exchange, self.reduce_hook, self.net, ws.lo
+        own = {k: bufs[0] for k, bufs in ex.partial.items()}
+        summed = {k: bufs[1] for k, bufs in ex.partial.items()}
+        before = plasticity.partial_ops(net, ws.dz, ws.z[0], own, narrow=True)
+        if column_sums is None:
+            before.append(functools.partial(torch.sum, ws.dz[:, lo:], 0, out=ex.cols))
+            column_sums = ex.cols
+        else:
+            column_sums = column_sums[lo:]
+        parts = [ws.dz[:, sl] for sl in ex.dz_cols] + [ws.z[0, :, sl] for sl in ex.z_cols]
+        outs = [ws.dz_all[:, sl] for sl in ex.dz_cols] + [ws.z_all[:, sl] for sl in ex.z_cols]
+        start = functools.partial(hook.gather_start, parts, outs, [*own.values(), column_sums],
+                                  [*summed.values(), ex.cols_all[lo:]])
+        others = tuple(k for k in range(len(net.topology.blocks)) if k not in ex.factor_blocks)
+        after = plasticity.summed_ops(net, summed, rate, scales, narrow=True) + plasticity.update_ops(
+            net, ws.dz_all, ws.z_all, rate, ws.skip, scales, others, narrow=True, column_sums=ex.cols_all)
+        return before, start, hook.gather_wait, after
 
     def _defer_begin(self, ws: _Workspace, alpha: float, scales) -> None:
         """Blocks from exactly clamped inputs: their drive computed once per phase, their updates summed.
@@ -610,7 +690,10 @@ class Relaxer:
         A step's products come first (the drive from ``z``, then the update from ``dz`` and ``z_s``:
         both read the step's start, and the update does not change the drive already computed), then
         the compiled pass, which also leaves ``z = rho(s)``, ``dz`` and the column sums of ``dz`` of
-        the next step's start. Every call is built once per phase. Returns (steps so far, stopped early).
+        the next step's start. Every call is built once per phase. With gathered factors
+        (:meth:`_exchange_begin`) the step's message is sent before its products and received after
+        the compiled pass, and the update from it applied then: the exchange overlaps the step.
+        Returns (steps so far, stopped early).
         """
         net, t, dyn = self.net, self.net.topology, self.dyn
         lo, n, batch = ws.lo, t.n, state.s.shape[1]
@@ -622,20 +705,21 @@ class Relaxer:
         dz_cols = ws.dz.sum(0)  # (N,) its column sums, which the compiled step keeps up to date
         ops = dynamics.drive_ops(net, ws.z[:nets].view(nets * batch, n), ws.pre[: nets * batch], ws.skip, ws.fixed,
                                 narrow=True)
+        late: list = []  # calls after the compiled pass
         if alpha > 0:
             rate = self.plast.rate(alpha, batch)
-            if ws.factors:  # the message travels while the drive is computed
-                hook = self.reduce_hook
-                ops = [functools.partial(hook.gather_start, *self._factor_parts(ws)), *ops, hook.gather_wait]
-                ops += plasticity.update_ops(net, ws.dz_all, ws.z_all, rate, ws.skip, scales, ws.deferred_keys,
-                                             narrow=True)
+            if ws.factors:  # the message travels while the drive and the compiled pass run
+                before, start, wait, after = self._exchange_ops(ws, rate, scales, column_sums=dz_cols)
+                ops = [*before, start, *ops]
+                late = [wait, *after, *self._defer_ops(ws)]
             elif self.reduce_hook is None:
                 ops += plasticity.update_ops(net, ws.dz, ws.z[0], rate, ws.skip, scales, ws.deferred_keys, narrow=True,
                                              column_sums=dz_cols)
             else:
                 ops.append(functools.partial(plasticity.apply, net, ws.dz, ws.z[0], rate, self.reduce_hook,
                                              skip_posts=ws.skip, scales=scales, skip_blocks=ws.deferred_keys))
-            ops += self._defer_ops(ws)
+            if not ws.factors:
+                ops += self._defer_ops(ws)
         spec, args = self._fused_args(state, ws, nets, fake_on, conv is not None, dz_cols)
         kernel = self._kernel(spec, args)
         done = False
@@ -644,6 +728,8 @@ class Relaxer:
             for op in ops:
                 op()
             dmax, adz_sum, fired, _ = kernel(*args)
+            for op in late:
+                op()
             if adz_sum is not None:
                 pending = adz_sum
             if fired is not None:

@@ -208,7 +208,7 @@ def update_ops(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, 
     ops = []
     for k, post_t, pre in _learning_blocks(net, post_signal, pre_rate, scales, skip_posts, skip_blocks):
         w, r = net.learning(k), rate * scales[0][k] if scales else rate
-        if narrow and w.shape[1] < NARROW <= w.shape[0]:
+        if _transposed(w, narrow):
             buf = w.new_empty(w.shape[1], w.shape[0])
             ops += [functools.partial(torch.mm, pre.t(), post_t.t(), out=buf), functools.partial(w.add_, buf.t(), alpha=r)]
         else:
@@ -222,6 +222,42 @@ def update_ops(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, 
         ops += [functools.partial(net.biases[l].add_, bias_sum[t.slice(l)], alpha=rate * scales[1][l] if scales else rate)
                 for l in layers]
     return ops + [diag.zero_ for diag in net.self_connections()]
+
+
+def _transposed(w: torch.Tensor, narrow: bool) -> bool:
+    """``narrow`` and few pre-synaptic columns: the block's update is formed as ``(pre^T @ post)``."""
+    return narrow and w.shape[1] < NARROW <= w.shape[0]
+
+
+def partial_buffer(net: Network, k: int, narrow: bool = False) -> torch.Tensor:
+    """A buffer for block ``k``'s unscaled update ``post_signal^T @ pre_rate`` (transposed where
+    :func:`update_ops` forms it transposed): what a process sends when a block's update is summed
+    over processes as a dense matrix (:func:`partial_ops`, :func:`summed_ops`)."""
+    w = net.learning(k)
+    return w.new_empty(w.shape[1], w.shape[0]) if _transposed(w, narrow) else torch.empty_like(w)
+
+
+def partial_ops(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, buffers: dict[int, torch.Tensor],
+                narrow: bool = False) -> list:
+    """Calls that write each block ``k`` of ``buffers``'s own ``post_signal^T @ pre_rate`` into its buffer."""
+    ops = []
+    for k, post_t, pre in _learning_blocks(net, post_signal, pre_rate, None, (), ()):
+        if k in buffers:
+            ops.append(functools.partial(torch.mm, pre.t(), post_t.t(), out=buffers[k]) if
+                       _transposed(net.learning(k), narrow) else functools.partial(torch.mm, post_t, pre, out=buffers[k]))
+    return ops
+
+
+def summed_ops(net: Network, buffers: dict[int, torch.Tensor], rate: float,
+               scales: tuple[list[float], list[float]] | None = None, narrow: bool = False) -> list:
+    """Calls that add ``rate x`` each block's summed update (from :func:`partial_buffer` s summed over
+    processes) to its weights, at the block's rate multiplier."""
+    ops = []
+    for k, summed in buffers.items():
+        w = net.learning(k)
+        ops.append(functools.partial(w.add_, summed.t() if _transposed(w, narrow) else summed,
+                                     alpha=rate * scales[0][k] if scales else rate))
+    return ops
 
 
 def apply(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate: float, reduce_hook=None,

@@ -124,9 +124,12 @@ class SharedGather:
             os.unlink(path)
         return mapped
 
-    def start(self, parts: list[torch.Tensor], outs: list[torch.Tensor]) -> None:
-        """Write ``parts`` (each (B, ...), any strides) and publish them; :meth:`wait` fills each of
-        ``outs`` (world x B, ...) with everyone's, rank by rank."""
+    def start(self, parts: list[torch.Tensor], outs: list[torch.Tensor], sums: Sequence[torch.Tensor] = (),
+              sum_outs: Sequence[torch.Tensor] = ()) -> None:
+        """Write ``parts`` (each (B, ...), any strides) and ``sums`` and publish them; :meth:`wait`
+        fills each of ``outs`` (world x B, ...) with everyone's ``parts``, rank by rank, and each of
+        ``sum_outs`` (contiguous) with the sum of everyone's ``sums``, in rank order in every process."""
+        parts = [*parts, *sums]
         sizes = [p.numel() * p.element_size() for p in parts]
         nbytes = sum(sizes)
         if nbytes > self.slot_bytes:  # every process meets the same sizes in the same order
@@ -141,15 +144,23 @@ class SharedGather:
             regions.append(region)
             at += size
         self.flags[self.rank] = k
-        self._pending = (k, regions, outs)
+        self._pending = (k, regions, outs, sum_outs)
 
     def wait(self) -> None:
-        k, regions, outs = self._pending
+        k, regions, outs, sum_outs = self._pending
         while self.flags.min() < k:
             os.sched_yield()
-        for region, out in zip(regions, outs):
-            out.view(region.shape).copy_(region)
+        _deliver(regions, outs, sum_outs)
         self.count, self._pending = k, None
+
+
+def _deliver(regions: list[torch.Tensor], outs: Sequence[torch.Tensor], sum_outs: Sequence[torch.Tensor]) -> None:
+    """Everyone's parts, each (world, ...): the first ``len(outs)`` copied into ``outs`` rank by rank,
+    the rest summed over the ranks into ``sum_outs``."""
+    for region, out in zip(regions, outs):
+        out.view(region.shape).copy_(region)
+    for region, out in zip(regions[len(outs):], sum_outs):
+        torch.sum(region, 0, out=out)
 
 
 EXCHANGES = ("auto", "dense", "factors")  # how sync=step sends a step's updates (AllReduceSum.exchange)
@@ -164,8 +175,10 @@ class AllReduceSum:
       per block);
     - ``factors``: every process gathers everyone's post- and pre-synaptic factors (``dz`` and
       ``z_s``, :meth:`gather_start`) and forms the summed update itself
-      (:meth:`astdp.core.engine.Relaxer._exchange_begin`). Fewer bytes when the batch is small against
-      the weight blocks, and the blocks from clamped inputs keep their once-per-phase path.
+      (:meth:`astdp.core.engine.Relaxer._exchange_begin`). A block whose factors would be more
+      elements than the block sends its own update instead, summed in the same exchange, as do the
+      biases. Fewer bytes when the batch is small against the weight blocks, and the blocks from
+      clamped inputs keep their once-per-phase path.
 
     ``exchange``: ``dense``, ``factors`` (when every process has the same batch size) or ``auto``
     (factors when they move fewer bytes: an all_gather brings ``(world - 1) x`` a process's factors,
@@ -213,22 +226,25 @@ class AllReduceSum:
         self.gather_wait()
         self.phase_bytes += sum(p.numel() * p.element_size() for p in parts)
 
-    def gather_start(self, parts: list[torch.Tensor], outs: list[torch.Tensor]) -> None:
-        """Start a step's :meth:`gather` of factors; :meth:`gather_wait` completes it."""
-        self._start(parts, outs)
+    def gather_start(self, parts: list[torch.Tensor], outs: list[torch.Tensor], sums: Sequence[torch.Tensor] = (),
+                     sum_outs: Sequence[torch.Tensor] = ()) -> None:
+        """Start a step's exchange: :meth:`gather` of ``parts`` (factors), and ``sums`` (partial
+        updates, column sums) summed over the processes into ``sum_outs``; :meth:`gather_wait` completes it."""
+        self._start(parts, outs, sums, sum_outs)
         self.calls += 1
-        self.bytes += sum(p.numel() * p.element_size() for p in parts)
+        self.bytes += sum(p.numel() * p.element_size() for p in (*parts, *sums))
 
-    def _start(self, parts: list[torch.Tensor], outs: list[torch.Tensor]) -> None:
+    def _start(self, parts: list[torch.Tensor], outs: list[torch.Tensor], sums: Sequence[torch.Tensor] = (),
+               sum_outs: Sequence[torch.Tensor] = ()) -> None:
         start = time.perf_counter()
         if self.shared is not None and not parts[0].is_cuda:
-            self.shared.start(parts, outs)
+            self.shared.start(parts, outs, sums, sum_outs)
             self._pending = self.shared
-        else:  # one message: the parts packed side by side
-            send = torch.cat([p.reshape(p.shape[0], -1) for p in parts], dim=1)
-            recv = send.new_empty(self.world, *send.shape)
+        else:  # one message: the parts packed one after the other
+            send = torch.cat([p.reshape(-1) for p in (*parts, *sums)])
+            recv = send.new_empty(self.world, send.numel())
             self._pending = _Unpack(dist.all_gather(list(recv.unbind(0)), send, group=self.group, async_op=True),
-                                    recv, outs)
+                                    recv, [p.shape for p in (*parts, *sums)], outs, sum_outs)
         self.seconds += time.perf_counter() - start
 
     def gather_wait(self) -> None:
@@ -241,17 +257,18 @@ class AllReduceSum:
 class _Unpack:
     """An ``all_gather`` in flight whose packed rows go back into separate tensors when it completes."""
 
-    def __init__(self, work, recv: torch.Tensor, outs: list[torch.Tensor]) -> None:
-        self.work, self.recv, self.outs = work, recv, outs
+    def __init__(self, work, recv: torch.Tensor, shapes: list[torch.Size], outs: Sequence[torch.Tensor],
+                 sum_outs: Sequence[torch.Tensor]) -> None:
+        self.work, self.recv, self.shapes, self.outs, self.sum_outs = work, recv, shapes, outs, sum_outs
 
     def wait(self) -> None:
         self.work.wait()
-        at = 0
-        for out in self.outs:
-            width = out[0].numel()
-            out.view(self.recv.shape[0], -1, *out.shape[1:]).copy_(
-                self.recv[:, :, at : at + width].view(self.recv.shape[0], -1, *out.shape[1:]))
-            at += width
+        regions, at = [], 0
+        for shape in self.shapes:
+            size = shape.numel()
+            regions.append(self.recv[:, at : at + size].view(self.recv.shape[0], *shape))
+            at += size
+        _deliver(regions, self.outs, self.sum_outs)
 
 
 @contextmanager
