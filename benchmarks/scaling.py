@@ -27,6 +27,9 @@ figures beside them):
   times the dense payload per process, an all_gather ``N - 1`` times the factors;
   ``phase_bytes``: the inputs gathered once per phase (factors);
 - ``speedup``: samples/s over the one-process figure (the same batch per process: weak scaling);
+  ``speedup_step_combined``: ``sync=step`` over one process with the combined batch (``p1_combined_*``,
+  N x ``--batch`` samples), the run it equals step for step: what a user gains in samples/s at the
+  same learning;
 - ``comm_s``: the slowest process's seconds in the all_reduce (packing included) over the timed
   batches; ``periodic_syncs``: the synchronisations timed.
 
@@ -139,12 +142,13 @@ def measure(world: int, args, port: int, mode: str = "step") -> dict:
 
 
 MODES = ("step", "step_dense", "periodic")  # at more than one process
-PREFIX = {"step": "", "step_dense": "dense_", "periodic": "periodic_"}  # of the JSON keys, after p<N>_
+PREFIX = {"step": "", "step_dense": "dense_", "periodic": "periodic_", "combined": "combined_"}  # JSON keys, after p<N>_
 
 
 def describe(world: int, mode: str, args, row: dict) -> str:
     """One printed line per measurement."""
-    line = (f"{world} process(es), {args.batch} samples each, sync={mode}: {row['samples_per_s']:.1f} samples/s, "
+    how = "the combined batch" if mode == "combined" else f"sync={mode}"
+    line = (f"{world} process(es), {args.batch} samples each, {how}: {row['samples_per_s']:.1f} samples/s, "
             f"{1e3 * row['s_per_step']:.2f} ms/step")
     if world > 1:
         line += f", communication {100 * row['allreduce_share']:.1f} % of the time ({row['comm_s']:.3f} s, "
@@ -175,29 +179,37 @@ def main(argv: list[str] | None = None) -> dict:
           f"take): {path['samples_per_s']:.1f} samples/s, {1e3 * path['s_per_step']:.2f} ms/step", flush=True)
     figures = {"cores": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "engine": path["engine"],
                "net": f"784-{'-'.join(map(str, args.hidden))}-10"}
+    top = max(args.processes)
     runs = [(world, mode) for world in args.processes for mode in (MODES if world > 1 else ("step",))]
+    # one process with the combined batch of the largest count: the run that sync=step equals
+    combined = argparse.Namespace(**{**vars(args), "batch": top * args.batch})
+    if top > 1:
+        runs.insert(1, (1, "combined"))
+
+    def args_of(mode: str) -> argparse.Namespace:
+        return combined if mode == "combined" else args
     best: dict[tuple[int, str], dict] = {}
     port = args.port
     for r in range(args.rounds):  # the runs in turns; each keeps its fastest round
         for world, mode in runs:
             port += 1
-            row = measure(world, args, port, mode)
+            row = measure(world, args_of(mode), port, "step" if mode == "combined" else mode)
             if (world, mode) not in best or row["samples_per_s"] > best[world, mode]["samples_per_s"]:
                 best[world, mode] = row
-            print(f"round {r + 1}: " + describe(world, mode, args, row), flush=True)
+            print(f"round {r + 1}: " + describe(world, mode, args_of(mode), row), flush=True)
     base = best.get((1, "step"), {}).get("samples_per_s")
     for world, mode in runs:
         row = best[world, mode]
         if base:
             row["speedup"] = row["samples_per_s"] / base
-        print(("best: " if args.rounds > 1 else "") + describe(world, mode, args, row), flush=True)
+        print(("best: " if args.rounds > 1 else "") + describe(world, mode, args_of(mode), row), flush=True)
         prefix = f"p{world}_{PREFIX[mode]}"
         figures.update({prefix + key: value for key, value in row.items() if key not in ("processes", "engine")})
     figures.update({f"p1_per_step_path_{key}": value for key, value in path.items()
                     if key not in ("processes", "engine")})
-    top = max(args.processes)
     if top > 1 and base:
         figures["speedup_processes"] = top
+        figures["speedup_step_combined"] = figures[f"p{top}_samples_per_s"] / figures["p1_combined_samples_per_s"]
         for mode in MODES:
             pre = f"p{top}_{PREFIX[mode]}"
             figures[f"speedup_{mode}"] = figures[pre + "speedup"]

@@ -101,6 +101,8 @@ def test_scaling_benchmark_reports_both_process_counts(capsys):
     assert out["speedup_processes"] == 2 and out["speedup_step"] == out["p2_speedup"] > 0
     assert out["speedup_step_dense"] == out["p2_dense_speedup"] > 0
     assert out["speedup_periodic"] == out["p2_periodic_speedup"] > 0
+    assert out["p1_combined_batch_per_process"] == 16  # one process with both processes' samples
+    assert out["speedup_step_combined"] == out["p2_samples_per_s"] / out["p1_combined_samples_per_s"] > 0
     assert out["periodic"]["syncs"] == 2  # after batch 2 and after the last, batch 3
     assert out["periodic"]["bytes_per_sync"] > 0 and out["periodic"]["comm_s"] > 0
 
