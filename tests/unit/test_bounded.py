@@ -247,6 +247,21 @@ def test_clamped_input_blocks_deferred_equal_per_step_updates(case):
         assert moved == (case != "inference" and not into_input and not frozen), k
 
 
+def test_phase_that_does_not_learn_keeps_the_input_blocks_once_per_phase_under_a_reduce_hook():
+    """A data-parallel hook that sums dense updates makes a learning phase update every block at
+    every step; a phase without learning (inference, a shared free phase, EP's phases) has nothing to
+    sum and keeps the blocks from the clamped inputs once per phase, with the same states."""
+    results = []
+    for hook in (None, lambda deltas: None):
+        topo, net, _, relax, state, _, phases = _net(alpha=0.0, fake=True, seed=3)
+        relax.reduce_hook = hook
+        relax.run(state, phases, track_tol=1e-3)
+        ws = next(iter(relax._workspaces.values()))
+        assert ws.carry is not None  # the inputs' drive was kept, not recomputed per step
+        results.append(state.s.clone())
+    torch.testing.assert_close(results[0], results[1], rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("clamp", ["exact", "nudge"])
 def test_shared_phase_steps_net_s_alone_as_two_networks_that_start_alike(clamp):
     """A shared phase (net_l starts as net_s and has its targets) steps net_s alone and hands net_l
