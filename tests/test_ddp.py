@@ -93,8 +93,9 @@ def test_scaling_benchmark_reports_both_process_counts(capsys):
     # the hidden dz and output z_s of the 8 samples, the output block's own update and dz's column
     # sums (tests/test_exchange.py): fewer, so `auto` takes them
     factors = 8 * 16 + 8 * 10 + 10 * 16 + 16 + 10
+    # the inputs once per batch: the free phase, shared by the two networks (the default), learns nothing
     assert out["step"] == {"samples_per_s": out["p2_samples_per_s"], "bytes_per_step": 4 * factors,
-                           "phase_bytes": 2 * 4 * 8 * 784, "exchange": "factors", "comm_s": out["p2_comm_s"]}
+                           "phase_bytes": 4 * 8 * 784, "exchange": "factors", "comm_s": out["p2_comm_s"]}
     assert out["step_dense"]["bytes_per_step"] == out["p2_dense_bytes_per_step"] == 4 * n_floats
     assert out["step_dense"]["exchange"] == "dense" and out["step_dense"]["phase_bytes"] == 0
     assert out["p2_periodic_bytes_per_sync"] == 4 * (2 * (784 * 16 + 16 * 10) + (784 + 16 + 10))  # every weight and bias
