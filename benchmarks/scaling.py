@@ -142,7 +142,8 @@ def measure(world: int, args, port: int, mode: str = "step") -> dict:
 
 
 MODES = ("step", "step_dense", "periodic")  # at more than one process
-PREFIX = {"step": "", "step_dense": "dense_", "periodic": "periodic_", "combined": "combined_"}  # JSON keys, after p<N>_
+# of the JSON keys, after p<N>_
+PREFIX = {"step": "", "step_dense": "dense_", "periodic": "periodic_", "combined": "combined_"}
 
 
 def describe(world: int, mode: str, args, row: dict) -> str:

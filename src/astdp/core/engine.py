@@ -597,8 +597,9 @@ class Relaxer:
         (n_in, n_post) forward and (n_post, B) @ (B, n_in) update GEMMs, and ``W += D^T z_in`` once at
         the end of the phase (:meth:`_defer_end`): the same weights at every step in exact
         arithmetic. Off with derivative smoothing, and in a learning phase whose reduce hook sums
-        dense updates (a phase that does not learn keeps it under any hook); with gathered factors (:meth:`_exchange_begin`) ``D_t`` sums every process's ``dz`` (its rows follow
-        the gathered batch) and the Gram matrix pairs this process's inputs with everyone's.
+        dense updates (a phase that does not learn keeps it under any hook); with gathered factors
+        (:meth:`_exchange_begin`) ``D_t`` sums every process's ``dz`` (its rows follow the gathered
+        batch) and the Gram matrix pairs this process's inputs with everyone's.
         """
         dense_hook = alpha > 0 and self.reduce_hook is not None and not ws.factors  # updates summed dense
         if not (ws.lo and self.defer_clamped) or dense_hook or (alpha > 0 and self.plast.smoothing > 0):

@@ -243,8 +243,8 @@ def partial_ops(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor,
     ops = []
     for k, post_t, pre in _learning_blocks(net, post_signal, pre_rate, None, (), ()):
         if k in buffers:
-            ops.append(functools.partial(torch.mm, pre.t(), post_t.t(), out=buffers[k]) if
-                       _transposed(net.learning(k), narrow) else functools.partial(torch.mm, post_t, pre, out=buffers[k]))
+            a, b = (pre.t(), post_t.t()) if _transposed(net.learning(k), narrow) else (post_t, pre)
+            ops.append(functools.partial(torch.mm, a, b, out=buffers[k]))
     return ops
 
 
