@@ -213,12 +213,14 @@ class AllReduceSum:
         dense deltas (``dense_elements``). Collective: every process must call it, and all get one answer."""
         use = False
         if self.exchange != "dense":
-            sizes = torch.zeros(self.world, dtype=torch.int64)
-            mine = torch.tensor([batch])
             if self.shared is not None:  # no socket round trip (0.5 ms) once per phase
+                sizes, mine = torch.zeros(self.world, dtype=torch.int64), torch.tensor([batch])
                 self.shared.start([mine], [sizes])
                 self.shared.wait()
-            else:
+            else:  # nccl gathers device tensors only
+                device = "cuda" if dist.get_backend(self.group) == "nccl" else "cpu"
+                sizes = torch.zeros(self.world, dtype=torch.int64, device=device)
+                mine = torch.tensor([batch], device=device)
                 dist.all_gather(list(sizes.view(self.world, 1).unbind(0)), mine, group=self.group)
             even = bool((sizes == batch).all())  # else (a short last batch): dense sums
             use = even and (self.exchange == "factors" or self.world * factor_elements < 2 * dense_elements)
