@@ -135,18 +135,19 @@ def beta_tensor(pair: tuple[float, float], like: torch.Tensor) -> torch.Tensor:
 class _Exchange:
     """What a phase's steps send under ``sync=step`` with factors (:meth:`Relaxer._exchange_begin`).
 
-    ``dz_cols`` / ``z_cols``: the state columns of ``dz`` and ``z_s`` every process sends, gathered
-    into ``dz_all`` / ``z_all``; ``factor_blocks``: the blocks whose update every process builds from
-    them; ``partial``: the other blocks, each with this process's own update and the sum of
-    everyone's (dense, where that is fewer elements than the factors it would need); ``cols`` /
+    ``dz_slices`` / ``z_slices``: the state columns of ``dz`` and ``z_s`` every process sends,
+    gathered into ``dz_all`` / ``z_all``; ``factor_blocks``: the blocks whose update every process
+    builds from them; ``own`` / ``summed``: the other blocks (dense, where that is fewer elements than
+    the factors they would need), this process's own update and the sum of everyone's; ``cols`` /
     ``cols_all`` (N - lo,) / (N,): the column sums of ``dz`` (the bias updates), this process's and
     everyone's (zero on clamped inputs). ``elements``: what one process sends per step.
     """
 
-    dz_cols: list[slice]
-    z_cols: list[slice]
+    dz_slices: list[slice]
+    z_slices: list[slice]
     factor_blocks: tuple[int, ...]
-    partial: dict[int, tuple[torch.Tensor, torch.Tensor]]
+    own: dict[int, torch.Tensor]
+    summed: dict[int, torch.Tensor]
     cols: torch.Tensor
     cols_all: torch.Tensor
     elements: int
@@ -542,7 +543,7 @@ class Relaxer:
         deferred = {k for k in learning if lo and self.defer_clamped and t.blocks[k].hi <= lo}
         dz_layers = {t.blocks[k].post for k in deferred}
         z_spans: set[tuple[int, int]] = set()
-        factor_blocks, partial = [], {}
+        factor_blocks, own = [], {}
         for k in learning:
             if k in deferred:
                 continue
@@ -556,34 +557,32 @@ class Relaxer:
                 if blk.hi > lo:
                     z_spans.add((blk.lo, blk.hi))
             else:
-                own = plasticity.partial_buffer(net, k, narrow=True)
-                partial[k] = (own, torch.empty_like(own))
-        dz_cols = [t.slice(layer) for layer in sorted(dz_layers)]
-        z_cols = [slice(a, b) for a, b in sorted(z_spans)]
+                own[k] = plasticity.partial_buffer(net, k, narrow=True)
+        dz_slices = [t.slice(layer) for layer in sorted(dz_layers)]
+        z_slices = [slice(a, b) for a, b in sorted(z_spans)]
         n = ws.dz.shape[1]
-        elements = (batch * sum(sl.stop - sl.start for sl in (*dz_cols, *z_cols))
-                    + sum(own.numel() for own, _ in partial.values()) + n - lo)
-        return _Exchange(dz_cols, z_cols, tuple(factor_blocks), partial, ws.dz.new_empty(n - lo),
+        elements = (batch * sum(sl.stop - sl.start for sl in (*dz_slices, *z_slices))
+                    + sum(buf.numel() for buf in own.values()) + n - lo)
+        return _Exchange(dz_slices, z_slices, tuple(factor_blocks), own,
+                         {k: torch.empty_like(buf) for k, buf in own.items()}, ws.dz.new_empty(n - lo),
                          ws.dz.new_zeros(n), elements)
 
     def _exchange_ops(self, ws: _Workspace, rate: float, scales, column_sums: torch.Tensor | None = None):
         """A step's exchange as calls: (before: this process's dense parts, start, wait, after: the
         summed updates). ``column_sums`` (N,): ``dz``'s column sums, kept by the caller (else computed)."""
         ex, hook, net, lo = ws.exchange, self.reduce_hook, self.net, ws.lo
-        own = {k: bufs[0] for k, bufs in ex.partial.items()}
-        summed = {k: bufs[1] for k, bufs in ex.partial.items()}
-        before = plasticity.partial_ops(net, ws.dz, ws.z[0], own, narrow=True)
+        before = plasticity.partial_ops(net, ws.dz, ws.z[0], ex.own, narrow=True)
         if column_sums is None:
             before.append(functools.partial(torch.sum, ws.dz[:, lo:], 0, out=ex.cols))
             column_sums = ex.cols
         else:
             column_sums = column_sums[lo:]
-        parts = [ws.dz[:, sl] for sl in ex.dz_cols] + [ws.z[0, :, sl] for sl in ex.z_cols]
-        outs = [ws.dz_all[:, sl] for sl in ex.dz_cols] + [ws.z_all[:, sl] for sl in ex.z_cols]
-        start = functools.partial(hook.gather_start, parts, outs, [*own.values(), column_sums],
-                                  [*summed.values(), ex.cols_all[lo:]])
+        parts = [ws.dz[:, sl] for sl in ex.dz_slices] + [ws.z[0, :, sl] for sl in ex.z_slices]
+        outs = [ws.dz_all[:, sl] for sl in ex.dz_slices] + [ws.z_all[:, sl] for sl in ex.z_slices]
+        start = functools.partial(hook.gather_start, parts, outs, [*ex.own.values(), column_sums],
+                                  [*ex.summed.values(), ex.cols_all[lo:]])
         others = tuple(k for k in range(len(net.topology.blocks)) if k not in ex.factor_blocks)
-        after = plasticity.summed_ops(net, summed, rate, scales, narrow=True) + plasticity.update_ops(
+        after = plasticity.summed_ops(net, ex.summed, rate, scales, narrow=True) + plasticity.update_ops(
             net, ws.dz_all, ws.z_all, rate, ws.skip, scales, others, narrow=True, column_sums=ex.cols_all)
         return before, start, hook.gather_wait, after
 

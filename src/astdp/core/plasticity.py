@@ -26,9 +26,10 @@ Rate schedule (not in the paper; the rate in use for a training batch is ``alpha
 
 ``layer_alpha[l]`` scales the rate of every weight and bias *into* layer ``l`` (per-layer rates for
 deep nets); without it, ``hidden_alpha`` scales every hidden layer's (any depth); with
-``layer_alpha_pairs`` a weight block takes the multiplier of the upper of the layers it joins instead (``max(post, pre)``), so both directions between two layers learn at one
-rate (biases keep their own layer's); ``block_alpha[name]`` scales one weight block on top of
-that, by its name ``"<post>_from_<pre>"`` (:meth:`Topology.block_name`, e.g. ``"1_from_2"``: output -> hidden);
+``layer_alpha_pairs`` a weight block takes the multiplier of the upper of the layers it joins
+instead (``max(post, pre)``), so both directions between two layers learn at one rate (biases
+keep their own layer's); ``block_alpha[name]`` scales one weight block on top of that, by its name
+``"<post>_from_<pre>"`` (:meth:`Topology.block_name`, e.g. ``"1_from_2"``: output -> hidden);
 ``feedback_alpha`` scales every feedback block (from the layer above into the one below; 0: the
 feedback keeps its random draw, as in feedback alignment);
 ``weight_decay`` shrinks every learning weight once per training batch,
