@@ -13,7 +13,8 @@ sums the dense updates with one ``all_reduce`` (gloo); with
 ``sync=periodic`` each process learns on its own (the once-per-phase path of one process) and every
 ``--sync-every`` batches, and after the last one, the weight changes since the last synchronisation
 are summed (:class:`astdp.lit.ddp.PeriodicSum`; one synchronisation after the warm-up batch, untimed,
-puts the processes in step). Printed per process count N (``sync=step``; the ``p<N>_periodic_*``
+puts the processes in step). A sum arrives at the next synchronisation while the processes go on
+learning, as with ``trainer.strategy.overlap=true``; ``--blocking`` waits for each. Printed per process count N (``sync=step``; the ``p<N>_periodic_*``
 figures beside them):
 
 - ``samples_per_s``: N x batch x batches / the slowest process's wall time (after one warm-up batch),
@@ -108,7 +109,7 @@ def worker(rank: int, world: int, port: int, args, results, mode: str = "step") 
         system.relaxer.plast.batch = k
         system.train_batch(x, y)
         if periodic is not None and ((k + 1) % args.sync_every == 0 or k + 1 == args.batches):
-            periodic.sync()
+            periodic.sync(overlap=not args.blocking and k + 1 < args.batches)
     if comm is not None:
         dist.barrier()
     wall = time.perf_counter() - start
@@ -163,8 +164,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     p.add_argument("--batch", type=int, default=64, help="samples per process and batch")
     p.add_argument("--batches", type=int, default=30, help="timed batches (after one warm-up)")
-    p.add_argument("--sync-every", type=int, default=10,
+    p.add_argument("--sync-every", type=int, default=1,
                    help="sync=periodic: batches between two synchronisations (as trainer.strategy.sync_every)")
+    p.add_argument("--blocking", action="store_true",
+                   help="sync=periodic: every process waits for each sum (trainer.strategy.overlap=false)")
     p.add_argument("--hidden", type=int, nargs="+", default=[512])
     p.add_argument("--steps", type=int, default=None, help="relaxation steps per batch (default: the MNIST schedule's)")
     p.add_argument("--engine", choices=("eager", "fused"), default="eager",
@@ -218,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
                     else ("bytes_per_sync", "syncs"))
             figures[mode] = {"samples_per_s": figures[pre + "samples_per_s"], "comm_s": figures[pre + "comm_s"],
                              **{key: figures[pre + key] for key in keys}}
-        figures["periodic"]["sync_every"] = args.sync_every
+        figures["periodic"].update(sync_every=args.sync_every, overlap=not args.blocking)
     print(json.dumps(figures), flush=True)
     return figures
 

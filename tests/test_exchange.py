@@ -99,3 +99,55 @@ def test_two_processes_equal_one_with_the_combined_batch(compose_cfg, exchange, 
     # own dense update (its factors, 8 x (10 + 16), would be more than its 10 x 16), dz's column sums
     factors = 8 * 16 + 8 * 10 + 10 * 16 + 16 + 10
     assert per_step == 4 * (784 * 16 + 2 * 16 * 10 + 784 + 16 + 10 if exchange == "dense" else factors)
+
+
+def _periodic_worker(rank: int, port: int, transport: str, out) -> None:
+    from astdp.lit.ddp import PeriodicSum
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    tensors = [torch.arange(12.0).view(3, 4), torch.ones(5)]  # the same start everywhere
+    periodic = PeriodicSum(tensors)
+    if transport == "gloo":
+        periodic.shared = None
+    used = "shared" if periodic.shared is not None else "gloo"
+    for k in range(2):  # every process changes its copies its own way, then the changes are summed
+        tensors[0].add_(rank + 1 + k)
+        tensors[1].mul_(2.0 + rank)
+        periodic.sync()
+    summed = [t.numpy().copy() for t in tensors]
+    # overlapped: the sum arrives one call later, on top of what this process learnt meanwhile
+    tensors[0].add_(10.0 * (rank + 1))
+    periodic.sync(overlap=True)
+    early = tensors[0].numpy().copy()  # this process's own change only
+    tensors[0].add_(100.0 * (rank + 1))
+    periodic.sync(overlap=True)  # brings the first overlapped sum
+    middle = tensors[0].numpy().copy()
+    periodic.sync()  # completes everything
+    out.put((rank, used, summed, early, middle, tensors[0].numpy().copy()))
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("transport,port", [("shared", 29641), ("gloo", 29643)])
+def test_periodic_sum_adds_every_process_change(transport, port):
+    ctx = mp.get_context("spawn")
+    out = ctx.SimpleQueue()
+    procs = mp.start_processes(_periodic_worker, args=(port, transport, out), nprocs=2, start_method="spawn",
+                               join=False)
+    results = sorted(out.get() for _ in range(2))
+    procs.join()
+    first = torch.arange(12.0).view(3, 4) + (1 + 2)  # both changes of the first round
+    second = first + (2 + 3)
+    ones = torch.ones(5)
+    bias = ones + (2 - 1) * ones + (3 - 1) * ones  # 4: the first round's changes, +1 and +2
+    bias = bias + (2 - 1) * bias + (3 - 1) * bias  # 16
+    for rank, used, (weights, biases), early, middle, last in results:
+        assert used == transport
+        torch.testing.assert_close(torch.from_numpy(weights), second, rtol=0, atol=0)
+        torch.testing.assert_close(torch.from_numpy(biases), bias, rtol=0, atol=0)
+        own = 10.0 * (rank + 1)
+        torch.testing.assert_close(torch.from_numpy(early), second + own, rtol=0, atol=0)
+        # the first overlapped sum (10 + 20) and this process's later change, not yet the others'
+        torch.testing.assert_close(torch.from_numpy(middle), second + 30.0 + 10 * own, rtol=0, atol=0)
+        torch.testing.assert_close(torch.from_numpy(last), second + 30.0 + 300.0, rtol=0, atol=0)

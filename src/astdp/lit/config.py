@@ -136,6 +136,8 @@ def validate(cfg: Mapping[str, Any]) -> None:
         need(_is_int(every) and every >= 1, f"trainer.strategy.sync_every must be an integer >= 1, got {every!r}")
         exchange = strategy.get("exchange", "auto")
         need(exchange in EXCHANGES, f"trainer.strategy.exchange must be one of {list(EXCHANGES)}, got {exchange!r}")
+        overlap = strategy.get("overlap", True)
+        need(isinstance(overlap, bool), f"trainer.strategy.overlap must be true or false, got {overlap!r}")
     for group in ("learner", "model", "data", "depth"):
         unknown_keys(group, cfg.get(group) or {})
     need(cfg["data"]["name"] != "stdp_pair",

@@ -139,7 +139,8 @@ class AstdpLitModule(LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.periodic is not None and (self.global_step % self.trainer.strategy.sync_every == 0
                                           or self.trainer.is_last_batch):
-            self.periodic.sync()
+            # the epoch's last sum completes at once: validation and the checkpoint see the same weights everywhere
+            self.periodic.sync(overlap=self.trainer.strategy.overlap and not self.trainer.is_last_batch)
 
     def on_train_end(self) -> None:
         if self.periodic is not None:

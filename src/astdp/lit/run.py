@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 import warnings
@@ -16,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from astdp.data.datamodule import has_val_split
 from astdp.data.mnist import DataError
-from astdp.lit import images
+from astdp.lit import images, launch, rundir  # noqa: F401 (rundir: the run folder's resolver, for evaluate.py)
 from astdp.lit import metrics as M
 from astdp.lit.build import (build_callbacks, build_datamodule, build_logger, build_module, build_trainer, finish_logger,
                              plain)
@@ -33,22 +32,6 @@ warnings.filterwarnings("ignore", ".*`training_step` returns `None`.*")
 warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\).*")
 # The position inside an epoch is restored by AstdpDataModule.load_state_dict, which Lightning cannot see.
 warnings.filterwarnings("ignore", ".*your dataloader is not resumable.*")
-
-
-def new_dir(path: str) -> str:
-    """``path``, or ``path_1``, ``path_2``, ... : the first that did not exist, created here (atomically,
-    so two runs started in the same second never share a folder)."""
-    candidate, k = path, 0
-    while True:
-        try:
-            os.makedirs(candidate, exist_ok=False)
-            return candidate
-        except FileExistsError:
-            k += 1
-            candidate = f"{path}_{k}"
-
-
-OmegaConf.register_new_resolver("astdp_new_dir", new_dir, use_cache=True, replace=True)
 
 
 def in_search() -> bool:
@@ -103,6 +86,7 @@ def guarded(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
 def _setup(cfg: DictConfig, ckpt: dict | None = None, before_data: Callable | None = None):
     """Checks, module, then (last, as it is the slow part) the data. ``ckpt``, a checkpoint read by
     :func:`read_checkpoint`, must fit the module; ``before_data(module)`` runs just before the data load."""
+    launch.hold()  # a process started early by train.py waits here for rank 0's checks (once)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     validate(plain(cfg))
@@ -117,6 +101,7 @@ def _setup(cfg: DictConfig, ckpt: dict | None = None, before_data: Callable | No
     dm = build_datamodule(cfg)
     dm.prepare_data()
     dm.setup("fit")
+    launch.release()  # rank 0: the config and data are good, the other processes go on
     return module, dm
 
 
