@@ -107,7 +107,7 @@ def _periodic_worker(rank: int, port: int, transport: str, out) -> None:
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
-    tensors = [torch.arange(12.0).view(3, 4), torch.ones(5)]  # the same start everywhere
+    tensors = [torch.arange(12.0).view(3, 4), torch.ones(5), torch.zeros(2)]  # the same start everywhere
     periodic = PeriodicSum(tensors)
     if transport == "gloo":
         periodic.shared = None
@@ -124,8 +124,11 @@ def _periodic_worker(rank: int, port: int, transport: str, out) -> None:
     tensors[0].add_(100.0 * (rank + 1))
     periodic.sync(overlap=True)  # brings the first overlapped sum
     middle = tensors[0].numpy().copy()
-    periodic.sync()  # completes everything
-    out.put((rank, used, summed, early, middle, tensors[0].numpy().copy()))
+    quiet = periodic.active[2]  # the third tensor has not changed: it left the message
+    if rank == 1:  # it changes in one process only, at the end
+        tensors[2].add_(7.0)
+    periodic.sync()  # completes everything, the third tensor's change included
+    out.put((rank, used, summed[:2], early, middle, tensors[0].numpy().copy(), quiet, tensors[2].numpy().copy()))
     dist.destroy_process_group()
 
 
@@ -142,8 +145,10 @@ def test_periodic_sum_adds_every_process_change(transport, port):
     ones = torch.ones(5)
     bias = ones + (2 - 1) * ones + (3 - 1) * ones  # 4: the first round's changes, +1 and +2
     bias = bias + (2 - 1) * bias + (3 - 1) * bias  # 16
-    for rank, used, (weights, biases), early, middle, last in results:
+    for rank, used, (weights, biases), early, middle, last, quiet, third in results:
         assert used == transport
+        assert not quiet
+        torch.testing.assert_close(torch.from_numpy(third), torch.full((2,), 7.0), rtol=0, atol=0)
         torch.testing.assert_close(torch.from_numpy(weights), second, rtol=0, atol=0)
         torch.testing.assert_close(torch.from_numpy(biases), bias, rtol=0, atol=0)
         own = 10.0 * (rank + 1)

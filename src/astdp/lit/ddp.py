@@ -66,51 +66,72 @@ class PeriodicSum:
     next call, while the process has gone on learning (its changes made meanwhile are kept on top
     of the sum). A process then waits only for one that is a whole batch behind, not for every
     small difference in pace. ``sync()`` completes any sum in flight first: afterwards every
-    process holds the same weights."""
+    process holds the same weights.
+
+    A tensor whose summed change was exactly zero (e.g. the blocks into exactly clamped inputs)
+    leaves the message, and only a flag says whether it changed anywhere since; if it did, it
+    comes back at the next sum with everything it learnt meanwhile. All processes take these
+    decisions from the same sums, so their messages keep one layout."""
 
     def __init__(self, tensors: list[torch.Tensor], group=None) -> None:
         self.tensors, self.group = tensors, group
-        self.last = torch.cat([t.detach().reshape(-1) for t in tensors])  # the weights every process agrees on
+        self.last = [t.detach().clone() for t in tensors]  # the weights every process agrees on
+        self.active = [True] * len(tensors)  # in the message (else: a changed-flag only)
         self.calls, self.bytes, self.seconds = 0, 0, 0.0
-        local = not self.last.is_cuda and dist.get_world_size(group) > 1 and SharedGather.usable(group)
+        local = (not tensors[0].is_cuda and dist.get_world_size(group) > 1 and SharedGather.usable(group))
         self.shared = SharedGather(group) if local else None
-        self._pending = None  # (this process's changes sent, the sum's buffer, gloo's work or None)
+        self._pending = None  # (the tensors sent, the flagged ones, this process's message, the sum, gloo's work)
 
     @torch.no_grad()
     def sync(self, overlap: bool = False) -> None:
         start = time.perf_counter()
-        now = torch.cat([t.reshape(-1) for t in self.tensors])
-        if self._pending is not None:  # the last call's sum: the agreed weights, and what was learnt since
-            sent, summed = self._complete()
-            now.sub_(sent).sub_(self.last)  # this process's changes since it sent them
-            self.last.add_(summed)
-            now.add_(self.last)
-        change = now.sub(self.last)
-        summed = torch.empty_like(change)
-        if self.shared is not None:
-            self.shared.start([], [], [change], [summed])
-            work = None
-        else:
-            summed.copy_(change)
-            work = dist.all_reduce(summed, op=dist.ReduceOp.SUM, group=self.group, async_op=True)
-        self._pending = (change, summed, work)
-        self.calls += 1
-        self.bytes += change.numel() * change.element_size()
-        if overlap:
-            unflatten_into(now, self.tensors)
-        else:
-            self.last.add_(self._complete()[1])
-            unflatten_into(self.last, self.tensors)
+        if self._pending is not None:
+            self._complete()
+        self._send()
+        if not overlap:
+            while self._complete():  # a flagged tensor's changes travel in one more round
+                self._send()
         self.seconds += time.perf_counter() - start
 
-    def _complete(self) -> tuple[torch.Tensor, torch.Tensor]:
-        change, summed, work = self._pending
+    def _send(self) -> None:
+        sent = [i for i, on in enumerate(self.active) if on]
+        flagged = [i for i, on in enumerate(self.active) if not on]
+        parts = [self.tensors[i].reshape(-1) - self.last[i].reshape(-1) for i in sent]
+        flags = torch.tensor([float(not torch.equal(self.tensors[i], self.last[i])) for i in flagged],
+                             dtype=self.last[0].dtype, device=self.last[0].device)
+        message = torch.cat([*parts, flags])
+        summed = torch.empty_like(message)
+        if self.shared is not None:
+            self.shared.start([], [], [message], [summed])
+            work = None
+        else:
+            summed.copy_(message)
+            work = dist.all_reduce(summed, op=dist.ReduceOp.SUM, group=self.group, async_op=True)
+        self._pending = (sent, flagged, message, summed, work)
+        self.calls += 1
+        self.bytes += message.numel() * message.element_size()
+
+    def _complete(self) -> bool:
+        """Apply the sum in flight: the agreed weights gain it, and each tensor keeps what this process
+        learnt since it sent its changes. True if a flagged tensor changed somewhere (it is back in)."""
+        sent, flagged, message, summed, work = self._pending
         if work is None:
             self.shared.wait()
         else:
             work.wait()
         self._pending = None
-        return change, summed
+        at = 0
+        for i in sent:
+            n = self.tensors[i].numel()
+            mine, total = message[at : at + n].view_as(self.last[i]), summed[at : at + n].view_as(self.last[i])
+            self.tensors[i].add_(total - mine)
+            self.last[i].add_(total)
+            self.active[i] = bool(total.any())
+            at += n
+        back = [i for i, flag in zip(flagged, summed[at:].tolist()) if flag > 0]
+        for i in back:
+            self.active[i] = True
+        return bool(back)
 
 
 class SharedGather:
