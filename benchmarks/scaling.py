@@ -14,8 +14,8 @@ sums the dense updates with one ``all_reduce`` (gloo); with
 ``--sync-every`` batches, and after the last one, the weight changes since the last synchronisation
 are summed (:class:`astdp.lit.ddp.PeriodicSum`; one synchronisation after the warm-up batch, untimed,
 puts the processes in step). A sum arrives at the next synchronisation while the processes go on
-learning, as with ``trainer.strategy.overlap=true``; ``--blocking`` waits for each. Printed per process count N (``sync=step``; the ``p<N>_periodic_*``
-figures beside them):
+learning, as with ``trainer.strategy.overlap=true``; ``--blocking`` waits for each. Printed per
+process count N (``sync=step``; the ``p<N>_periodic_*`` figures beside them):
 
 - ``samples_per_s``: N x batch x batches / the slowest process's wall time (after one warm-up batch),
   the best of ``--rounds`` measurements taken in turns (other jobs on a shared machine slow single
@@ -24,8 +24,9 @@ figures beside them):
 - ``bytes_per_step``: the payload one process contributes per step (dense: the updates of the blocks
   that learn and of all biases, float32; factors: the ``dz`` and ``z_s`` columns the gathered
   updates need, the own updates of blocks cheaper to send dense, and the column sums of ``dz``;
-  ``periodic_bytes_per_sync``: every weight and bias); a ring all_reduce sends ``2 (N - 1) / N``
-  times the dense payload per process, an all_gather ``N - 1`` times the factors;
+  ``periodic_bytes_per_sync``: every weight and bias that changes, a flag for each other); a ring
+  all_reduce sends ``2 (N - 1) / N`` times the dense payload per process, an all_gather ``N - 1``
+  times the factors;
   ``phase_bytes``: the inputs gathered once per phase (factors);
 - ``speedup``: samples/s over the one-process figure (the same batch per process: weak scaling);
   ``speedup_step_combined``: ``sync=step`` over one process with the combined batch (``p1_combined_*``,

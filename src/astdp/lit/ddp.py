@@ -31,7 +31,7 @@ import torch.distributed as dist
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.utilities import rank_zero_only
 
-from astdp.lit.launch import LAUNCH_VARIABLES, job_command
+from astdp.lit.launch import LAUNCH_VARIABLES, job_command, restore_variables
 
 SYNC_MODES = ("step", "periodic")  # step: every relaxation step's updates summed over the processes;
 # periodic: each process learns on its own, and every `sync_every` batches the weight changes of all
@@ -343,11 +343,7 @@ def run_scope():
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        restore_variables(before)
 
 
 def weight_spread(tensors: list[torch.Tensor]) -> float:

@@ -120,11 +120,16 @@ def ranks(cfg: Any):
             if child.poll() is None:
                 child.kill()
                 child.wait()
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        restore_variables(before)
+
+
+def restore_variables(before: dict[str, str | None]) -> None:
+    """Set the environment variables back to ``before`` (None: unset)."""
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _close(child: subprocess.Popen) -> None:
