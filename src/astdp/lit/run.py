@@ -32,6 +32,8 @@ warnings.filterwarnings("ignore", ".*`training_step` returns `None`.*")
 warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\).*")
 # The position inside an epoch is restored by AstdpDataModule.load_state_dict, which Lightning cannot see.
 warnings.filterwarnings("ignore", ".*your dataloader is not resumable.*")
+# Epoch-level figures come from compute() (torchmetrics, InferTally), already reduced over the processes.
+warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed setting.*")
 
 
 def in_search() -> bool:
@@ -72,7 +74,8 @@ def guarded(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
         sys.exit(2)
     except Interrupted as e:
         _write({M.RUN_STATUS: "interrupted", M.RUN_ERROR: str(e)}, cfg.output_dir)
-        print(f"interrupted: {e}", file=sys.stderr, flush=True)
+        if is_rank_zero():  # the process that saved the checkpoint says so, once
+            print(f"interrupted: {e}", file=sys.stderr, flush=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         print("interrupted: stopped by Ctrl-C outside training (checkpoints written so far are kept)",
