@@ -1,6 +1,6 @@
 """What ``sync=step``'s exchange of factors costs a process by itself, with no other process to meet.
 
-    python scripts/exchange_cost.py [--engine eager fused] [--batches 20] [--rounds 2]
+    python -m benchmarks.exchange_cost [--engine eager fused] [--batches 20] [--rounds 2]
 
 One process trains 784-512-10 (the default model, 64 samples per batch, one thread) twice in turns:
 alone, and with a stand-in for two processes' exchange (:class:`Mirror`: "the other process" sent
@@ -13,14 +13,11 @@ their waits for each other.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.scaling import build  # noqa: E402
+from benchmarks.scaling import build
 
 
 class Mirror:
