@@ -375,9 +375,9 @@ class AstdpDDPStrategy(DDPStrategy):
             raise ValueError(f"trainer.strategy.sync_every must be an integer >= 1, got {sync_every!r}")
         if exchange not in EXCHANGES:
             raise ValueError(f"trainer.strategy.exchange must be one of {list(EXCHANGES)}, got {exchange!r}")
-        super().__init__(**kwargs)
         if not isinstance(overlap, bool):
             raise ValueError(f"trainer.strategy.overlap must be true or false, got {overlap!r}")
+        super().__init__(**kwargs)
         self.sync, self.sync_every, self.exchange, self.overlap = sync, sync_every, exchange, overlap
 
     def _setup_model(self, model: torch.nn.Module):
