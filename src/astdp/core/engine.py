@@ -49,202 +49,31 @@ which the eager loop also takes when ``Relaxer.draws = "counter"``.
 Inference tracking records, per sample, the first step (counted from the data change) at which
 ``max_i |s_i(t+1) - s_i(t)| < tol`` in both networks (the real change, after clipping), and can stop once every sample has converged.
 Everything runs under ``torch.no_grad()``; nothing here builds an autograd graph.
+
+The code is split by concern: :mod:`astdp.core.phases` (what a run takes and returns),
+:mod:`astdp.core.workspace` (the per-step buffers), :mod:`astdp.core.deferral` (blocks from clamped
+inputs once per phase), :mod:`astdp.core.exchange` (data parallel with factors); this module is the loop.
 """
 from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass, field
 
 import torch
 
 from astdp.core import activations, draws, dynamics, fake_target, fused, plasticity
+from astdp.core.deferral import ClampedDeferral
 from astdp.core.dynamics import Dynamics
+from astdp.core.exchange import FactorExchange, _Exchange  # noqa: F401  (importable from here as before)
 from astdp.core.network import Network
+from astdp.core.phases import FakeTargets, Phase, RunStats, Target, beta_tensor  # noqa: F401
 from astdp.core.plasticity import Plasticity
 from astdp.core.state import State
+from astdp.core.workspace import Workspace
 
+_Workspace = Workspace  # the name it had before the split
 log = logging.getLogger(__name__)
 ENGINES = ("eager", "fused")  # how a phase's steps run (Relaxer.engine); both compute the same equations
-
-
-@dataclass
-class FakeTargets:
-    enabled: bool = True
-    k: float = 50.0  # scale factor k, eq (17)-(18), > 0
-    t_c: float = 0.25  # fake target magnitude t_c, eq (16), >= 0
-    center: float = 0.0  # t_f = center + sign(dz) t_c; the paper's states are centred on 0
-    m: float = 0.95  # running-mean factor m of |dz|, eq (18), in [0, 1)
-    rule: str = "algorithm1"  # "algorithm1": P = |dz|/(k dzm);  "eq18": P = k |dz|/dzm
-    beta: tuple[float, float] | None = None  # nudging of a firing fake target (None: model.beta)
-
-    def __post_init__(self) -> None:
-        if self.k <= 0:
-            raise ValueError(f"model.fake_target.k must be > 0, got {self.k}")
-        if self.t_c < 0:
-            raise ValueError(f"model.fake_target.t_c must be >= 0, got {self.t_c}")
-        if not 0.0 <= self.m < 1.0:
-            raise ValueError(f"model.fake_target.m must lie in [0, 1), got {self.m}")
-        if self.rule not in fake_target.RULES:
-            raise ValueError(f"model.fake_target.rule must be one of {fake_target.RULES}, got {self.rule!r}")
-        if self.beta is not None:
-            self.beta = (float(self.beta[0]), float(self.beta[1]))
-
-
-@dataclass
-class Target:
-    """Nudge layer ``layer`` toward ``value`` (B, n) with strength ``beta`` (2, B|1, n|1).
-
-    ``exact``: set the neurons to ``value`` instead (in both networks, every step) where ``beta > 0``;
-    neurons with ``beta == 0`` stay free.
-    """
-
-    layer: int
-    value: torch.Tensor
-    beta: torch.Tensor
-    exact: bool = False
-
-
-@dataclass
-class Phase:
-    steps: int
-    targets: list[Target]
-    learn: bool = True
-    shared: bool = False  # net_l starts from net_s's state and follows it: one network for both, nothing learned
-
-
-@dataclass
-class RunStats:
-    dz_abs: torch.Tensor  # mean |dz| over steps, neurons and samples (0-d)
-    fake_rate: torch.Tensor  # fraction of hidden neurons with an active fake target (0-d)
-    steps: int  # relaxation steps actually run
-    converge_step: torch.Tensor | None = None  # (B,) first converged step, -1 if never
-    trace: list[dict[str, torch.Tensor]] = field(default_factory=list)
-
-    @property
-    def converged(self) -> torch.Tensor:
-        return self.converge_step >= 0
-
-
-def beta_tensor(pair: tuple[float, float], like: torch.Tensor) -> torch.Tensor:
-    """(2, 1, 1) nudging strengths of (net_s, net_l)."""
-    return torch.tensor(pair, dtype=like.dtype, device=like.device).view(2, 1, 1)
-
-
-@dataclass
-class _Exchange:
-    """What a phase's steps send under ``sync=step`` with factors (:meth:`Relaxer._exchange_begin`).
-
-    ``dz_slices`` / ``z_slices``: the state columns of ``dz`` and ``z_s`` every process sends,
-    gathered into ``dz_all`` / ``z_all``; ``factor_blocks``: the blocks whose update every process
-    builds from them; ``own`` / ``summed``: the other blocks (dense, where that is fewer elements than
-    the factors they would need), this process's own update and the sum of everyone's; ``cols`` /
-    ``cols_all`` (N - lo,) / (N,): the column sums of ``dz`` (the bias updates), this process's and
-    everyone's (zero on clamped inputs). ``elements``: what one process sends per step.
-    """
-
-    dz_slices: list[slice]
-    z_slices: list[slice]
-    factor_blocks: tuple[int, ...]
-    own: dict[int, torch.Tensor]
-    summed: dict[int, torch.Tensor]
-    cols: torch.Tensor
-    cols_all: torch.Tensor
-    elements: int
-    ops: tuple | None = None  # the eager step's calls (Relaxer._exchange_ops): (send, receive and update)
-
-
-class _Workspace:
-    """Buffers for one batch size, dtype and device, reused at every step."""
-
-    def __init__(self, n: int, n_hidden: int, batch: int, dtype: torch.dtype, device: torch.device,
-                 eps: tuple[float, float]):
-        opts = {"dtype": dtype, "device": device}
-        self.z = torch.empty(2, batch, n, **opts)  # rho(s)
-        self.d = torch.empty(2, batch, n, **opts)  # rho'(s)
-        self.pre = torch.empty(2 * batch, n, **opts)  # W z + b, then the force f, rows: net_s then net_l
-        self.force = self.pre.view(2, batch, n)
-        self.dz = torch.empty(batch, n, **opts)  # rho(s_l) - rho(s_s)
-        self.a = torch.empty(2, batch, n, **opts)  # -(1 + beta) where targeted, -1 elsewhere
-        self.c = torch.empty(2, batch, n, **opts)  # beta * t where targeted, 0 elsewhere
-        self.adz = torch.empty(batch, n, **opts)  # |dz|
-        self.dmax = torch.empty(2, batch, **opts)
-        self.eps = torch.tensor(eps, **opts).view(2, 1, 1)
-        self.key = (eps, n_hidden)
-        self.n_hidden = n_hidden
-        self._fake: tuple[torch.Tensor, ...] | None = None
-        self._hidden: tuple[int, torch.Tensor] | None = None  # (lo, mask) of hidden_mask
-        self.fixed: dict[int, torch.Tensor] | None = None  # drive of blocks from clamped inputs (Relaxer._defer_begin)
-        self.deferred: list[tuple] = []  # their summed updates, applied at the end of the phase
-        self.deferred_keys: tuple[int, ...] = ()
-        self.carry: tuple | None = None  # (clamped inputs' z, their drives, Gram matrices) left by the last phase
-        # data parallel with factors (Relaxer._exchange_begin): every process's dz and z_s, gathered
-        self.factors = False  # this phase's updates come from the exchange below
-        self.exchange: _Exchange | None = None
-        self.dz_all: torch.Tensor | None = None  # (world x B, N): dz of all processes, rank by rank
-        self.z_all: torch.Tensor | None = None  # (world x B, N): z_s of all processes
-
-    def signals(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """eq (15)'s factors this phase's updates are built from: (dz, z_s), this process's or gathered."""
-        return (self.dz_all, self.z_all) if self.factors else (self.dz, self.z[0])
-
-    def hidden_mask(self, hidden: slice, lo: int) -> torch.Tensor:
-        """(N - lo,): 1 on the hidden columns of the state from column ``lo`` on, 0 elsewhere (kept)."""
-        if self._hidden is None or self._hidden[0] != lo:
-            mask = torch.zeros(self.dz.shape[1] - lo, dtype=self.dz.dtype, device=self.dz.device)
-            mask[hidden.start - lo : hidden.stop - lo] = 1.0
-            self._hidden = (lo, mask)
-        return self._hidden[1]
-
-    def fake_buffers(self) -> tuple[torch.Tensor, ...]:
-        """(u, threshold, t_f, fired) of shape (B, N_hidden) and (beta * fired, t_f - s) of shape (2, B, N_hidden)."""
-        if self._fake is None:
-            batch, like = self.dz.shape[0], self.dz
-            one = [torch.empty(batch, self.n_hidden, dtype=like.dtype, device=like.device) for _ in range(4)]
-            two = [torch.empty(2, batch, self.n_hidden, dtype=like.dtype, device=like.device) for _ in range(2)]
-            self._fake = (*one, *two)
-        return self._fake
-
-    def set_targets(self, topology, targets, state: State, activation: str) -> None:
-        """Fold the targets of a phase into ``a``, ``c`` and the exact clamps (once per phase, not per step).
-
-        Several targets may share a layer (e.g. some pixels set, others nudged): nudges add up,
-        ``a = -1 - sum beta``, ``c = sum beta t``.
-
-        Sets ``lo``, the first state column the steps of this phase work on: ``n_in`` when the whole
-        input layer is clamped exactly (its states are set here, and its ``rho``, ``rho'`` and
-        ``dz`` computed once), else 0; ``skip`` then names the input layer, whose blocks neither run
-        nor learn. ``exact`` lists the other exact clamps as
-        ``(slice, keep (2, B, n), clamped values (2, B, n))``, applied here and after every step.
-        """
-        self.a.fill_(-1.0)
-        self.c.zero_()
-        self.lo, self.skip, self.exact = 0, (), []
-        self.fixed, self.deferred, self.deferred_keys = None, [], ()
-        self.factors, self.exchange = False, None
-        for tg in targets:
-            layer = tg.layer
-            sl = topology.slice(layer)
-            a, c = self.a[:, :, sl], self.c[:, :, sl]  # (2, B, n_l)
-            beta = tg.beta.to(a.dtype).expand_as(a)
-            value = tg.value.to(c.dtype)
-            if not tg.exact:
-                a.sub_(beta)
-                c.addcmul_(beta, value.expand_as(c))
-                continue
-            mask = (beta > 0).to(a.dtype)  # (2, B, n_l): 1 where set, 0 where free
-            if layer == topology.input_layer and bool(mask.all()):
-                self.lo, self.skip = sl.stop, (layer,)
-                state.s[:, :, sl].copy_(value.expand_as(a))
-                state.v[:, :, sl].zero_()
-                activations.get_into(activation)(state.s[:, :, sl], self.z[:, :, sl], self.d[:, :, sl])
-                self.dz[:, sl].zero_()
-                self.adz[:, sl].zero_()
-            else:
-                keep, set_value = 1.0 - mask, mask * value
-                self.exact.append((sl, keep, set_value))
-                state.s[:, :, sl].mul_(keep).add_(set_value)
-                state.v[:, :, sl].mul_(keep)
 
 
 def _converged(conv, dmax, tol, step: int, stop: bool, check_every: int) -> bool:
@@ -264,7 +93,7 @@ def _cloned(args) -> list:
     return [tuple(copy(t) for t in a) if isinstance(a, tuple) else copy(a) for a in args]
 
 
-class Relaxer:
+class Relaxer(ClampedDeferral, FactorExchange):
     """Runs phases on a :class:`State`; owns no state of its own beyond configuration and scratch buffers."""
 
     def __init__(
@@ -285,7 +114,7 @@ class Relaxer:
         self.generator = generator
         self.reduce_hook = reduce_hook
         self.defer_clamped = True  # blocks from exactly clamped inputs once per phase (False: every step)
-        self._workspaces: dict[tuple, _Workspace] = {}
+        self._workspaces: dict[tuple, Workspace] = {}
         self.draw_counter = torch.zeros((), dtype=torch.int64)  # counter draws made so far (checkpointed)
         self.draw_key = torch.tensor(draws.seed_key(draw_seed), dtype=torch.int64)
         self._ready: set = set()  # (spec, shapes) whose compiled step has run once
@@ -402,7 +231,7 @@ class Relaxer:
         """With shared pair updates and learning on, the pairs' weights before the run."""
         return self.net.pair_snapshot() if learns and self.net.pairs != "own" else None
 
-    def _workspace(self, state: State) -> _Workspace:
+    def _workspace(self, state: State) -> Workspace:
         s = state.s
         key = (s.shape[1], s.shape[2], s.dtype, s.device)
         ws = self._workspaces.get(key)
@@ -410,16 +239,16 @@ class Relaxer:
         if ws is None or ws.key != (self.dyn.eps, hs.stop - hs.start):
             if len(self._workspaces) > 4:  # e.g. many different short last batches
                 self._workspaces.clear()
-            ws = _Workspace(s.shape[2], hs.stop - hs.start, s.shape[1], s.dtype, s.device, self.dyn.eps)
+            ws = Workspace(s.shape[2], hs.stop - hs.start, s.shape[1], s.dtype, s.device, self.dyn.eps)
             self._workspaces[key] = ws
         return ws
 
-    def _advance(self, state: State, ws: _Workspace, fake_on: bool, alpha: float, scales, track: bool,
+    def _advance(self, state: State, ws: Workspace, fake_on: bool, alpha: float, scales, track: bool,
                  nets: int = 2):
         """One step with the targets already folded into ``ws``. Returns (max|ds| (B,) or None, fired).
 
         Works on the state columns ``[ws.lo, N)``: the columns before hold exactly clamped inputs
-        whose ``rho``, ``rho'`` and zero ``dz`` were written by :meth:`_Workspace.set_targets`.
+        whose ``rho``, ``rho'`` and zero ``dz`` were written by :meth:`Workspace.set_targets`.
         ``nets=1`` steps net_s alone (a shared phase: net_l is a copy of it, ``dz`` stays 0, no learning).
         """
         net, t, dyn = self.net, self.net.topology, self.dyn
@@ -488,7 +317,7 @@ class Relaxer:
                                  self.reduce_hook, skip_posts=ws.skip, scales=scales)
         return dmax, fired
 
-    def _check_shared(self, ws: _Workspace) -> None:
+    def _check_shared(self, ws: Workspace) -> None:
         """A shared phase needs the two networks to step alike: one step size, the same targets in both."""
         same = (self.dyn.eps[0] == self.dyn.eps[1] and torch.equal(ws.a[0], ws.a[1]) and torch.equal(ws.c[0], ws.c[1])
                 and all(torch.equal(keep[0], keep[1]) and torch.equal(v[0], v[1]) for _, keep, v in ws.exact))
@@ -497,158 +326,7 @@ class Relaxer:
                              f"set model.eps to one value for both (got {list(self.dyn.eps)}) and give the phase's "
                              "targets the same nudging in both networks, or set learner.shared_free=false")
 
-    def _exchange_begin(self, ws: _Workspace, alpha: float, scales) -> None:
-        """Data parallel: sum the processes' updates as dense matrices, or build them from gathered factors.
-
-        A learning phase under a ``reduce_hook`` that can gather (``hook.factors``, ``hook.gather``,
-        ``hook.gather_start`` / ``hook.gather_wait``) may take every step's update from the factors
-        of eq (15) instead of summing dense deltas: each process sends its ``dz`` and ``z_s`` (the
-        columns after exactly clamped inputs) and computes ``sum_p dz_p^T z_p`` from everyone's,
-        which is the sum the dense hook forms, in one product over the gathered batch. The plan is
-        made per block (:meth:`_exchange_plan`): a block whose factors would be more elements than
-        the block itself (the outputs' drive from a wide hidden layer) sends its own dense update
-        instead, summed in the same exchange. The clamped inputs are gathered once per phase, so the
-        blocks from them keep their once-per-phase path (:meth:`_defer_begin`). The hook decides per
-        phase from the elements each way (``hook.factors(batch, exchanged, dense)``, a collective
-        call: every process takes the same decision); derivative smoothing keeps the dense sums.
-        """
-        ws.factors, ws.exchange = False, None
-        hook = self.reduce_hook
-        if alpha <= 0 or hook is None or not hasattr(hook, "gather") or self.plast.smoothing > 0:
-            return
-        net, t = self.net, self.net.topology
-        batch, n = ws.dz.shape
-        lo = ws.lo
-        learning = [k for k, blk in enumerate(t.blocks)
-                    if plasticity.block_learns(net, k, scales) and blk.post not in ws.skip]
-        plan = self._exchange_plan(ws, learning)
-        if not hook.factors(batch, plan.elements, t.n + sum(net.learning(k).numel() for k in learning)):
-            return
-        ws.factors, ws.exchange = True, plan
-        rows = hook.world * batch
-        if ws.dz_all is None or ws.dz_all.shape[0] != rows:
-            ws.dz_all = ws.dz.new_zeros(rows, n)
-            ws.z_all = ws.dz.new_zeros(rows, n)
-        ws.dz_all[:, :lo].zero_()  # dz = 0 on exactly clamped inputs
-        if lo:
-            hook.gather([ws.z[0, :, :lo]], [ws.z_all[:, :lo]])
-
-    def _exchange_plan(self, ws: _Workspace, learning: list[int]) -> _Exchange:
-        """Per learning block: its update from gathered factors, or its own update summed as a dense
-        matrix, whichever adds fewer elements to a step's message (a layer's ``dz`` or ``z_s``,
-        once gathered, serves every block that reads it). The receiving layers of the blocks from
-        clamped inputs always send their ``dz``: those blocks' drive needs everyone's."""
-        net, t = self.net, self.net.topology
-        batch, lo = ws.dz.shape[0], ws.lo
-        deferred = {k for k in learning if lo and self.defer_clamped and t.blocks[k].hi <= lo}
-        dz_layers = {t.blocks[k].post for k in deferred}
-        z_spans: set[tuple[int, int]] = set()
-        factor_blocks, own = [], {}
-        for k in learning:
-            if k in deferred:
-                continue
-            blk = t.blocks[k]
-            sl = t.slice(blk.post)
-            extra = (0 if blk.post in dz_layers else sl.stop - sl.start)
-            extra += 0 if blk.hi <= lo or (blk.lo, blk.hi) in z_spans else blk.hi - blk.lo
-            if batch * extra < net.learning(k).numel():
-                factor_blocks.append(k)
-                dz_layers.add(blk.post)
-                if blk.hi > lo:
-                    z_spans.add((blk.lo, blk.hi))
-            else:
-                own[k] = plasticity.partial_buffer(net, k, narrow=True)
-        dz_slices = [t.slice(layer) for layer in sorted(dz_layers)]
-        z_slices = [slice(a, b) for a, b in sorted(z_spans)]
-        n = ws.dz.shape[1]
-        elements = (batch * sum(sl.stop - sl.start for sl in (*dz_slices, *z_slices))
-                    + sum(buf.numel() for buf in own.values()) + n - lo)
-        return _Exchange(dz_slices, z_slices, tuple(factor_blocks), own,
-                         {k: torch.empty_like(buf) for k, buf in own.items()}, ws.dz.new_empty(n - lo),
-                         ws.dz.new_zeros(n), elements)
-
-    def _exchange_ops(self, ws: _Workspace, rate: float, scales, column_sums: torch.Tensor | None = None):
-        """A step's exchange as calls: (before: this process's dense parts, start, wait, after: the
-        summed updates). ``column_sums`` (N,): ``dz``'s column sums, kept by the caller (else computed)."""
-        ex, hook, net, lo = ws.exchange, self.reduce_hook, self.net, ws.lo
-        before = plasticity.partial_ops(net, ws.dz, ws.z[0], ex.own, narrow=True)
-        if column_sums is None:
-            before.append(functools.partial(torch.sum, ws.dz[:, lo:], 0, out=ex.cols))
-            column_sums = ex.cols
-        else:
-            column_sums = column_sums[lo:]
-        parts = [ws.dz[:, sl] for sl in ex.dz_slices] + [ws.z[0, :, sl] for sl in ex.z_slices]
-        outs = [ws.dz_all[:, sl] for sl in ex.dz_slices] + [ws.z_all[:, sl] for sl in ex.z_slices]
-        start = functools.partial(hook.gather_start, parts, outs, [*ex.own.values(), column_sums],
-                                  [*ex.summed.values(), ex.cols_all[lo:]])
-        others = tuple(k for k in range(len(net.topology.blocks)) if k not in ex.factor_blocks)
-        after = plasticity.summed_ops(net, ex.summed, rate, scales, narrow=True) + plasticity.update_ops(
-            net, ws.dz_all, ws.z_all, rate, ws.skip, scales, others, narrow=True, column_sums=ex.cols_all)
-        return before, start, hook.gather_wait, after
-
-    def _defer_begin(self, ws: _Workspace, alpha: float, scales) -> None:
-        """Blocks from exactly clamped inputs: their drive computed once per phase, their updates summed.
-
-        While the inputs are clamped, ``z_in`` is constant and the same in both networks, so with
-        ``W_t = W_0 + D_t^T z_in`` (``D_t``: the rate-weighted sum of the receiving layer's ``dz`` over
-        the steps so far) the drive is ``z_in W_t^T = z_in W_0^T + (z_in z_in^T) D_t``. A step then
-        costs one (B, B) @ (B, n_post) product for such a block instead of the (2B, n_in) @
-        (n_in, n_post) forward and (n_post, B) @ (B, n_in) update GEMMs, and ``W += D^T z_in`` once at
-        the end of the phase (:meth:`_defer_end`): the same weights at every step in exact
-        arithmetic. Off with derivative smoothing, and in a learning phase whose reduce hook sums
-        dense updates (a phase that does not learn keeps it under any hook); with gathered factors
-        (:meth:`_exchange_begin`) ``D_t`` sums every process's ``dz`` (its rows follow the gathered
-        batch) and the Gram matrix pairs this process's inputs with everyone's.
-        """
-        dense_hook = alpha > 0 and self.reduce_hook is not None and not ws.factors  # updates summed dense
-        if not (ws.lo and self.defer_clamped) or dense_hook or (alpha > 0 and self.plast.smoothing > 0):
-            ws.carry = None  # the blocks from the inputs may learn step by step in this phase
-            return
-        net, t = self.net, self.net.topology
-        z_clamped = ws.z[0, :, : ws.lo]
-        # the previous phase of this run set the same inputs: its drives (kept up to date) and Gram matrices hold
-        same = ws.carry is not None and ws.carry[3] == ws.factors and torch.equal(ws.carry[0], z_clamped)
-        drives, grams = ws.carry[1:3] if same else ({}, {})
-        post_signal, pre_rate = ws.signals()
-        fixed: dict[int, torch.Tensor] = {}
-        for k, blk in enumerate(t.blocks):
-            if blk.hi > ws.lo or blk.post in ws.skip:
-                continue
-            z_in = ws.z[0, :, blk.lo : blk.hi]  # (B, span), the same in both networks
-            fixed[k] = drives[k] if k in drives else z_in @ net.weights[k].t()  # (B, n_post)
-            if alpha > 0 and plasticity.block_learns(net, k, scales):
-                rate = self.plast.rate(alpha, z_in.shape[0]) * (scales[0][k] if scales else 1.0)
-                span = (blk.lo, blk.hi)
-                z_pre = pre_rate[:, blk.lo : blk.hi]  # (B or world x B, span)
-                if span not in grams:
-                    grams[span] = z_in @ z_pre.t()
-                acc = post_signal.new_zeros(post_signal.shape[0], fixed[k].shape[1])
-                ws.deferred.append((k, t.slice(blk.post), z_pre, grams[span], acc, rate))
-        ws.fixed = fixed or None
-        ws.deferred_keys = tuple(d[0] for d in ws.deferred)
-        ws.carry = (z_clamped.clone(), fixed, grams, ws.factors) if fixed else None
-
-    def _defer_ops(self, ws: _Workspace) -> list:
-        """After a step's update: ``D += r dz_post``, and the fixed drive ``+= r (z_in z_in^T) dz_post``."""
-        ops = []
-        post_signal = ws.signals()[0]
-        for k, post, _, gram, acc, rate in ws.deferred:
-            dz = post_signal[:, post]  # (B or world x B, n_post)
-            ops += [functools.partial(acc.add_, dz, alpha=rate), functools.partial(ws.fixed[k].addmm_, gram, dz, alpha=rate)]
-        return ops
-
-    def _defer_step(self, ws: _Workspace) -> None:
-        for op in self._defer_ops(ws):
-            op()
-
-    def _defer_end(self, ws: _Workspace) -> None:
-        """``W += D^T z_in`` for every deferred block. The fixed drives, already ``z_in W^T`` for the new
-        weights, stay in ``ws.carry`` for a next phase of the same run that sets the same inputs."""
-        for k, _, z_in, _, acc, _ in ws.deferred:
-            self.net.weights[k].addmm_(acc.t(), z_in)
-        ws.fixed, ws.deferred, ws.deferred_keys = None, [], ()
-
-    def _fake_targets(self, state: State, ws: _Workspace) -> torch.Tensor:
+    def _fake_targets(self, state: State, ws: Workspace) -> torch.Tensor:
         """Add the fake-target pull on hidden neurons to the force; returns fired (B, N_hidden) as 0/1."""
         hs, fk = self.net.topology.hidden_slice, self.fake
         u, scratch, t_f, fired, beta_fired, pull = ws.fake_buffers()
@@ -683,7 +361,7 @@ class Relaxer:
         return (self.engine == "fused" and not record and not (learn and self.plast.smoothing > 0)
                 and self.fused_batch in (None, batch))
 
-    def _fused_phase(self, state: State, ws: _Workspace, steps: int, nets: int, fake_on: bool, alpha: float, scales,
+    def _fused_phase(self, state: State, ws: Workspace, steps: int, nets: int, fake_on: bool, alpha: float, scales,
                      conv, track_tol, stop_when_converged: bool, check_every: int, step: int, dz_sum, fire_sum):
         """The steps of one phase with the element-wise work in one compiled call per step.
 
@@ -740,7 +418,7 @@ class Relaxer:
                 break
         return step, done
 
-    def _fused_args(self, state: State, ws: _Workspace, nets: int, fake_on: bool, track: bool, dz_cols: torch.Tensor):
+    def _fused_args(self, state: State, ws: Workspace, nets: int, fake_on: bool, track: bool, dz_cols: torch.Tensor):
         """The :class:`fused.StepSpec` of this phase and the tensors its step reads and writes."""
         t, dyn, fk, lo = self.net.topology, self.dyn, self.fake, ws.lo
         hs = t.hidden_slice
@@ -781,7 +459,7 @@ class Relaxer:
         self._ready.add(key)
         return kernel
 
-    def _fake_beta(self, ws: _Workspace) -> torch.Tensor:
+    def _fake_beta(self, ws: Workspace) -> torch.Tensor:
         pair = self.fake.beta or self.dyn.beta
         if getattr(ws, "fake_beta_pair", None) != pair:
             ws.fake_beta, ws.fake_beta_pair = beta_tensor(pair, ws.dz), pair
