@@ -15,7 +15,7 @@ from tests.conftest import CONF, ROOT
 GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml"))
           for g in ("data", "model", "learner", "depth", "logger", "trainer", "hparams_search", "experiment")}
 EXPECTED = {
-    "data": ["mnist", "stdp_pair", "toy_order", "toy_rivalry"],
+    "data": ["cifar10", "cifar100", "fashion_mnist", "kmnist", "mnist", "stdp_pair", "svhn", "toy_order", "toy_rivalry"],
     "model": ["astdp", "astdp_unbounded", "paper"],
     "learner": ["bp_ce", "bp_mse", "ep", "generation", "self_supervised", "supervised", "unsupervised"],
     "depth": ["h500x3", "h512", "h512x2", "h512x3", "toy16", "toy8"],

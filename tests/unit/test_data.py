@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from astdp.data import mnist, toy
+from astdp.data import files, mnist, toy
 from astdp.data.mnist import DataError
 
 torch.set_num_threads(1)
@@ -64,11 +64,18 @@ def _write_idx(path: Path, magic: int, n: int, payload: int) -> None:
     path.write_bytes(header + bytes(payload))
 
 
+def _write_split(raw: Path, split: str, n_images: int, n_labels: int) -> None:
+    images, labels = files.IDX_SPLITS[split]
+    _write_idx(raw / images, files.IDX_IMAGES, n_images, n_images * 784)
+    _write_idx(raw / labels, files.IDX_LABELS, n_labels, n_labels)
+
+
 def test_truncated_or_corrupt_idx_names_the_file(tmp_path):
     raw = mnist.raw_dir(tmp_path)
     raw.mkdir(parents=True)
-    for name, (magic, count) in mnist.FILES.items():
-        _write_idx(raw / name, magic, count, 0)  # headers only: truncated
+    for name in mnist.FILES:
+        magic = files.IDX_IMAGES if "images" in name else files.IDX_LABELS
+        _write_idx(raw / name, magic, 60000 if name.startswith("train") else 10000, 0)  # headers only: truncated
     with pytest.raises(DataError, match="train-images-idx3-ubyte"):
         mnist.load_mnist(tmp_path)
     (raw / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(12))
@@ -76,8 +83,27 @@ def test_truncated_or_corrupt_idx_names_the_file(tmp_path):
         mnist.load_mnist(tmp_path)
 
 
+def test_small_idx_files_load_with_the_counts_in_their_headers(tmp_path):
+    raw = mnist.raw_dir(tmp_path)
+    raw.mkdir(parents=True)
+    _write_split(raw, "train", 30, 30)
+    _write_split(raw, "test", 7, 7)
+    assert files.check_idx(raw) == {"train": 30, "test": 7}
+    splits, source = mnist.load_mnist(tmp_path, allow_fallback=False, download=False)
+    assert source == "mnist" and splits["train"][0].shape == (30, 784) and splits["test"][1].shape == (7,)
+    _write_split(raw, "test", 7, 6)  # one label short: the files disagree
+    with pytest.raises(DataError, match="7 images but .* 6 labels"):
+        mnist.load_mnist(tmp_path, allow_fallback=False, download=False)
+    _write_split(raw, "test", 7, 7)
+    with (raw / "t10k-images-idx3-ubyte").open("ab") as f:
+        f.write(bytes(5))  # five bytes more than the header says
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.*header"):
+        mnist.load_mnist(tmp_path, allow_fallback=False, download=False)
+
+
 def test_plain_data_modules_do_not_import_lightning():
-    code = ("import sys; import astdp.data.mnist, astdp.data.toy, astdp.core.engine, astdp.system; "
+    code = ("import sys; import astdp.data, astdp.data.mnist, astdp.data.vision, astdp.data.transforms, astdp.data.toy, "
+            "astdp.core.engine, astdp.system; "
             "print(sorted(m for m in ('pytorch_lightning', 'lightning', 'hydra', 'wandb') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

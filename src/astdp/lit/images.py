@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -13,9 +14,15 @@ from pytorch_lightning import Callback
 from astdp.system import System
 
 
-def grid(x: torch.Tensor, image_size: int, nrow: int = 8) -> np.ndarray:
-    """(n, image_size**2) values in [0, 1] -> (H, W, 3) uint8 grid."""
-    imgs = x.detach().float().cpu().clamp(0, 1).view(-1, 1, image_size, image_size)
+def grid(x: torch.Tensor, shape: int | Sequence[int], nrow: int = 8) -> np.ndarray:
+    """(n, C*H*W) channel-major values in [0, 1] -> (H', W', 3) uint8 grid; grey (C = 1) or colour (C = 3).
+
+    ``shape`` is ``(C, H, W)`` (``data.image_shape``) or the side of a square image
+    (``data.image_size``), whose channels then follow from the width of ``x``.
+    """
+    if isinstance(shape, int):
+        shape = (x.shape[1] // (shape * shape), shape, shape)
+    imgs = x.detach().float().cpu().clamp(0, 1).reshape(-1, *(int(d) for d in shape))  # (n, C, H, W)
     g = make_grid(imgs, nrow=nrow, padding=2, pad_value=0.5)  # (3, H, W)
     return (g.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
