@@ -37,13 +37,17 @@ import torch
 
 from astdp.data.mnist import load_mnist
 from astdp.factory import build_system
-from astdp.lit.checkpoints import upgrade_state_dict
+from astdp.errors import CheckpointError
+from astdp.lit.checkpoints import read_checkpoint
 
 
 def load(path: str, persistent: bool | None = None):
     """(System with the checkpoint's weights, biases and persistent states, run config)."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    cfg, sd = ck["astdp_config"], upgrade_state_dict(ck["state_dict"])
+    try:
+        ck = read_checkpoint(path, key="checkpoint")  # weights_only: a file that would run code is refused
+    except CheckpointError as e:
+        raise SystemExit(f"error: {e}") from None
+    cfg, sd = ck["astdp_config"], ck["state_dict"]
     model = dict(cfg["model"])
     if persistent is not None:
         model["persistent"] = persistent

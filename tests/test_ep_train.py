@@ -14,7 +14,7 @@ def test_ep_resume_equals_a_straight_run(compose_cfg, tmp_path):
     straight, _, _ = _fit(_toy(compose_cfg, tmp_path / "s", "trainer.max_epochs=2", *overrides), tmp_path)
     _fit(_toy(compose_cfg, tmp_path / "r", "trainer.max_epochs=1", *overrides), tmp_path)
     ckpt = tmp_path / "r" / "checkpoints" / "last.ckpt"
-    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert saved["astdp_learner"]["updates"] == 16 and len(saved["astdp_learner"]["moments"]) > 0
     assert saved["astdp_config"]["learner"]["name"] == "ep"
     resumed, trainer, _ = _fit(_toy(compose_cfg, tmp_path / "r", "trainer.max_epochs=2", *overrides), tmp_path,

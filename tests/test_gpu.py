@@ -86,7 +86,7 @@ def test_resume_on_cuda_is_bit_for_bit(compose_cfg, tmp_path):
     straight, t_straight = _fit(_cfg(compose_cfg, tmp_path / "straight", *small))
     cfg = _cfg(compose_cfg, tmp_path / "stopped", *small)
     ckpt = _interrupt(cfg, StopAt(step=5))
-    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert "astdp_rng_device" in saved and saved["global_step"] == 6
     resumed, t_resumed = _fit(cfg, ckpt_path=str(ckpt))
     _assert_same_run(straight, resumed, t_straight, t_resumed)
@@ -98,7 +98,7 @@ def test_checkpoint_moves_from_cuda_to_cpu_and_back(compose_cfg, tmp_path):
     gpu, t_gpu = _fit(_cfg(compose_cfg, tmp_path / "gpu", *one, "trainer=gpu"))
     assert t_gpu.global_step == 4 and gpu.system.net.weights[0].is_cuda
     gpu_ckpt = tmp_path / "gpu" / "checkpoints" / "last.ckpt"
-    saved = torch.load(gpu_ckpt, map_location="cpu", weights_only=False)
+    saved = torch.load(gpu_ckpt, map_location="cpu", weights_only=True)
 
     # resumed on the CPU: the weights it starts from are the CUDA run's, and it trains on
     cpu_cfg = _cfg(compose_cfg, tmp_path / "cpu", *SMALL, "trainer=cpu")
@@ -110,7 +110,7 @@ def test_checkpoint_moves_from_cuda_to_cpu_and_back(compose_cfg, tmp_path):
     assert t_cpu.global_step == 8 and not cpu.system.net.weights[0].is_cuda
     assert cpu.system.relaxer.generator is cpu.system.generator
     cpu_ckpt = tmp_path / "cpu" / "checkpoints" / "last.ckpt"
-    kept = torch.load(cpu_ckpt, map_location="cpu", weights_only=False)["astdp_rng_device"]
+    kept = torch.load(cpu_ckpt, map_location="cpu", weights_only=True)["astdp_rng_device"]
     assert torch.equal(kept, saved["astdp_rng_device"])  # the CUDA draws' state, untouched on the CPU
 
     # and back on CUDA for a third epoch

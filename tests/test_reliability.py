@@ -111,7 +111,7 @@ def test_resume_is_bit_for_bit_at_an_epoch_boundary_and_inside_an_epoch(compose_
     for where, stop in (("epoch_end", StopAt(epoch=0)), ("mid_epoch", StopAt(step=5))):
         cfg = _cfg(compose_cfg, tmp_path / where, *small, *extra)
         ckpt = _interrupt(cfg, stop)
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+        saved = torch.load(ckpt, map_location="cpu", weights_only=True)
         assert saved["global_step"] == (4 if where == "epoch_end" else 6)
         resumed, t_resumed = _fit(cfg, ckpt_path=str(ckpt))
         _assert_same_run(straight, resumed, t_straight, t_resumed)
@@ -378,7 +378,7 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes_from_it(tmp_path):
     assert last.startswith("interrupted: stopped by SIGTERM at batch ") and f"resume with ckpt_path={ckpt}" in last
     stopped_at = int(last.split("at batch ")[1].split()[0])
     assert 0 < stopped_at < 40 * 50
-    assert torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] == stopped_at
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == stopped_at
     assert json.loads((run / "metrics.json").read_text())["run/status"] == "interrupted"
     assert not list((run / "checkpoints").glob(".*.tmp"))
 

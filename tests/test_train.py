@@ -140,7 +140,7 @@ def test_resume_continues_the_persistent_states(compose_cfg, tmp_path, schedule)
     straight, _, _ = _fit(_toy(compose_cfg, tmp_path / "s", "trainer.max_epochs=2", *schedule), tmp_path)
     first, _, _ = _fit(_toy(compose_cfg, tmp_path / "r", "trainer.max_epochs=1", *schedule), tmp_path)
     ckpt = tmp_path / "r" / "checkpoints" / "last.ckpt"
-    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     mine = first.state_dict()
     for key in ("system.train_s", "system.train_v", "system.train_dzm", "system.eval_s", "system.net.weights.0",
                 "system.net.biases.1"):

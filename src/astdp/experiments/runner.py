@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from astdp.errors import ConfigError
+
 GROUPS = ("model", "learner", "depth")  # config groups handed to the experiment function as plain dicts
 
 
@@ -100,7 +102,6 @@ def run_experiment(cfg: Mapping[str, Any], out_dir: str | Path) -> dict[str, Any
     try:
         params = call_params(fn, cfg)
     except ValueError as e:
-        from astdp.lit.config import ConfigError  # train.py prints these as one line
 
         raise ConfigError(str(e)) from None
     if cfg.get("threads"):

@@ -16,6 +16,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import signal
 import sys
 import tempfile
@@ -26,24 +28,10 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import Checkpoint
 
+from astdp.errors import CheckpointError, DivergenceError, Interrupted
+
 TMP_SUFFIX = ".tmp"
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM"}
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be written or read: a user-facing one-line error."""
-
-
-class Interrupted(RuntimeError):
-    """The run was stopped by a signal after saving its checkpoint."""
-
-    def __init__(self, signum: int, message: str) -> None:
-        super().__init__(message)
-        self.signum = signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + int(self.signum)  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -211,8 +199,6 @@ class RunCheckpoint(Checkpoint):
     # -- divergence -----------------------------------------------------------------------------
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         self._restore_handlers()
-        from astdp.lit.module import DivergenceError
-
         if not isinstance(exception, DivergenceError):
             return
         try:
@@ -255,8 +241,26 @@ def upgrade_state_dict(state: dict) -> dict:
     return state
 
 
+def refused_type(error: BaseException) -> str:
+    """The type a ``weights_only`` load refused, as torch names it (``posix.system``), else ``""``."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    return found.group(1) if found else ""
+
+
+def refusal(path: str | Path, error: BaseException, key: str = "ckpt_path") -> str:
+    """One line: the file holds a type a checkpoint need not hold; how to convert a file one trusts."""
+    return (f"{key}={path} holds a Python object of type {refused_type(error)}, which a checkpoint of this tool "
+            f"never needs; it was refused without running anything. If you trust where it came from (e.g. it was "
+            f"written before checkpoints held only tensors and plain data), convert it once with: "
+            f"python scripts/convert_checkpoint.py --trust {path} <new.ckpt>")
+
+
 def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
-    """The checkpoint at ``path`` as a dict; a missing, empty, truncated or foreign file is one clear error."""
+    """The checkpoint at ``path`` as a dict; a missing, empty, truncated or foreign file is one clear error.
+
+    Loaded with ``weights_only=True``: a checkpoint holds tensors and plain data only (the config as
+    plain containers, generator states as tensors), so a file whose pickle names any other type (e.g.
+    one that would run a command) is refused before anything in it runs."""
     path = Path(str(path))
     if not path.exists():
         raise CheckpointError(f"{key}={path} does not exist: give a checkpoint file, e.g. "
@@ -266,7 +270,12 @@ def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{key}={path} is empty (0 bytes): use an earlier checkpoint")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if refused_type(e):  # weights_only refused a type: nothing of the file has run
+            raise CheckpointError(refusal(path, e, key)) from None
+        raise CheckpointError(f"{key}={path} is not a readable checkpoint (truncated or corrupt): use another "
+                              f"checkpoint") from None
     except Exception as e:  # noqa: BLE001 - any failure to unpickle means the file is not usable
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"{key}={path} is not a readable checkpoint (truncated or corrupt: {reason}): "

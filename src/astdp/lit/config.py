@@ -21,12 +21,9 @@ from astdp.core.engine import FakeTargets
 from astdp.data.datamodule import NAMES as DATA_NAMES
 from astdp.data.datamodule import AstdpDataModule
 from astdp.data.toy import STRIDES
+from astdp.errors import ConfigError
 from astdp.learners import LEARNERS
 from astdp.system import ENGINE_CHOICES
-
-
-class ConfigError(ValueError):
-    """A config value outside its allowed range."""
 
 
 def _is_int(v: Any) -> bool:

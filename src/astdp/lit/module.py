@@ -25,6 +25,7 @@ from pytorch_lightning import LightningModule
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from astdp.errors import DivergenceError
 from astdp.factory import build_system
 from astdp.lit import images
 from astdp.lit.checkpoints import upgrade_state_dict
@@ -43,10 +44,6 @@ class NoOpOptimizer(torch.optim.Optimizer):
 
     def step(self, closure=None):
         return closure() if closure is not None else None
-
-
-class DivergenceError(RuntimeError):
-    """The training state blew up: a user-facing one-line error (the learning rate is too high)."""
 
 
 class AstdpLitModule(LightningModule):

@@ -15,15 +15,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from astdp.data.datamodule import has_val_split
 from astdp.data.mnist import DataError
+from astdp.errors import CheckpointError, ConfigError, DivergenceError, Interrupted
 from astdp.lit import images, launch, rundir  # noqa: F401 (rundir: the run folder's resolver, for evaluate.py)
 from astdp.lit import metrics as M
 from astdp.lit.build import (build_callbacks, build_datamodule, build_logger, build_module, build_trainer, finish_logger,
                              plain)
-from astdp.lit.checkpoints import (ARCHITECTURE_KEYS, CheckpointError, Interrupted, check_compatible, check_writable,
-                                  read_checkpoint)
-from astdp.lit.config import ConfigError, validate, validate_eval
+from astdp.lit.checkpoints import ARCHITECTURE_KEYS, check_compatible, check_writable, read_checkpoint
+from astdp.lit.config import validate, validate_eval
 from astdp.lit.ddp import is_rank_zero, run_scope
-from astdp.lit.module import DivergenceError
+
 
 log = logging.getLogger(__name__)
 USER_ERRORS = (ConfigError, DataError, DivergenceError, CheckpointError)
@@ -155,7 +155,7 @@ def _fit_and_test(cfg: DictConfig, module, dm, logger, start: float) -> dict:
         figure = images.GenerationFigure(plain(cfg.generation), int(cfg.seed), cfg.output_dir) \
             if cfg.get("generation") else None
         trainer = build_trainer(cfg, logger, extra_callbacks=[figure] if figure else [])
-        trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         fit_metrics = dict(trainer.callback_metrics)
         trainer.test(module, datamodule=dm, verbose=False)
         metrics = _final(trainer, module, dm, start, fit_metrics)
@@ -225,12 +225,12 @@ def evaluate(cfg: DictConfig) -> dict:
             if default is not None:
                 module.test_steps = b or default
             if on_val:
-                trainer.validate(module, datamodule=dm, ckpt_path=str(ckpt), verbose=False)
+                trainer.validate(module, datamodule=dm, ckpt_path=str(ckpt), verbose=False, weights_only=True)
                 if figure:  # it draws after a test (inside its inference mode); once per trainer
                     with torch.inference_mode():
                         figure.on_test_end(trainer, module)
             else:
-                trainer.test(module, datamodule=dm, ckpt_path=str(ckpt), verbose=False)
+                trainer.test(module, datamodule=dm, ckpt_path=str(ckpt), verbose=False, weights_only=True)
             res = {k: v for k, v in trainer.callback_metrics.items()
                    if k.startswith(("val/",) if on_val else ("test/", "infer/")) and k != M.VAL_ACC_BEST}
             if len(budgets) > 1:
