@@ -55,8 +55,12 @@ def _pick(cfg: Mapping[str, Any], keys) -> dict[str, Any]:
     return {k: cfg[k] for k in keys if cfg.get(k) is not None}
 
 
+CONV_LEARNERS = ("supervised", "unsupervised", "ep")  # the learners that run on conv nets (depth.hidden with mappings)
+
+
 def build_topology(depth: Mapping[str, Any], n_in: int, n_out: int) -> Topology:
-    return Topology.build(n_in, list(depth["hidden"]), n_out, depth.get("lateral"))
+    """``depth.hidden``: integers (dense layers) and mappings (conv layers, which need ``depth.input_shape``)."""
+    return Topology.build(n_in, list(depth["hidden"]), n_out, depth.get("lateral"), depth.get("input_shape"))
 
 
 def build_dynamics(model: Mapping[str, Any]) -> Dynamics:
@@ -85,6 +89,9 @@ def build_system(
     if name not in LEARNERS:
         raise ValueError(f"learner.name must be one of {sorted(LEARNERS)}, got {name!r}")
     topology = build_topology(depth, n_in, n_out)
+    if topology.convs and name not in CONV_LEARNERS:
+        raise ValueError(f"learner={name} does not run on conv nets (depth={depth.get('name', 'this depth')} has "
+                         f"conv layers): use one of {list(CONV_LEARNERS)} or bp_ce / bp_mse")
     dynamics = build_dynamics(model)
     plasticity = Plasticity(**{"alpha": 1e-4, **_pick(learner, dataclass_keys(Plasticity)),
                                **_pick(model, ("reduction", "smoothing"))})

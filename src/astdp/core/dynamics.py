@@ -95,7 +95,8 @@ NARROW = 32  # fewer output columns than this: a product is computed transposed 
 
 
 def drive_ops(net, z: torch.Tensor, out: torch.Tensor, skip: tuple[int, ...] = (),
-              fixed: dict[int, torch.Tensor] | None = None, narrow: bool = False) -> list[Callable[[], object]]:
+              fixed: dict[int, torch.Tensor] | None = None, narrow: bool = False, nets: int = 1,
+              patches: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None) -> list[Callable[[], object]]:
     """eq (2) without ``rho'`` as a list of calls: running them writes
     ``out[:, layer] = sum_blocks z[:, block] @ W_k^T + b_layer``.
 
@@ -109,6 +110,12 @@ def drive_ops(net, z: torch.Tensor, out: torch.Tensor, skip: tuple[int, ...] = (
     ``narrow``: a layer with fewer than :data:`NARROW` neurons (the outputs) gets its drive as
     ``W_k @ z^T`` into a (n_layer, rows) buffer, then transposed into ``out``: the same sums, in a
     shape that BLAS runs several times faster than a product with a handful of strided columns.
+
+    Conv blocks (``topology.convs``, :mod:`astdp.core.blocks`) add their drive to the receiving layer
+    and their feedback to the sending one after the dense blocks (a layer with no dense block into it
+    starts from its bias). ``nets``: how many networks' rows ``z`` stacks; a conv block from a layer
+    in ``skip`` (clamped alike in every network) then convolves one network's rows and adds them to all,
+    from ``patches[i]`` (the sending maps unfolded once per phase, :meth:`Conv2dPool.patches`) when given.
     """
     t = net.topology
     ops: list[Callable[[], object]] = []
@@ -116,6 +123,8 @@ def drive_ops(net, z: torch.Tensor, out: torch.Tensor, skip: tuple[int, ...] = (
         if layer in skip:
             continue
         cols = out[:, t.slice(layer)]
+        if not ks:  # only conv blocks reach this layer
+            ops.append(functools.partial(cols.copy_, net.biases[layer]))
         first = True
         for k in ks:
             if fixed is not None and k in fixed:
@@ -142,13 +151,32 @@ def drive_ops(net, z: torch.Tensor, out: torch.Tensor, skip: tuple[int, ...] = (
                 else:
                     ops.append(functools.partial(cols.addmm_, zk, wt))
             first = False
+    for i, (conv, w) in enumerate(zip(t.convs, net.kernels)):
+        if conv.post not in skip:
+            cols = out[:, conv.post_cols[0] : conv.post_cols[1]]
+            if conv.pre in skip and nets > 1:
+                rows = z.shape[0] // nets
+                cols = cols.view(nets, rows, -1)
+                term = (functools.partial(conv.drive_patches, patches[i][0], w) if patches and i in patches
+                        else functools.partial(conv.drive, z[:rows], w))
+            else:
+                term = functools.partial(conv.drive, z, w)
+            ops.append(functools.partial(_add_drive, term, cols))
+        if conv.pre not in skip:
+            ops.append(functools.partial(_add_drive, functools.partial(conv.feedback, z, w),
+                                         out[:, conv.pre_cols[0] : conv.pre_cols[1]]))
     return ops
 
 
+def _add_drive(term: Callable[[], torch.Tensor], cols: torch.Tensor) -> None:
+    """``cols += term()``: a conv block's drive or feedback (rows broadcast over stacked networks)."""
+    cols.add_(term())
+
+
 def drive_into(net, z: torch.Tensor, out: torch.Tensor, skip: tuple[int, ...] = (),
-               fixed: dict[int, torch.Tensor] | None = None) -> None:
+               fixed: dict[int, torch.Tensor] | None = None, nets: int = 1, patches: dict | None = None) -> None:
     """eq (2) without ``rho'``, computed now (:func:`drive_ops`)."""
-    for op in drive_ops(net, z, out, skip, fixed):
+    for op in drive_ops(net, z, out, skip, fixed, nets=nets, patches=patches):
         op()
 
 

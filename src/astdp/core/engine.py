@@ -267,7 +267,7 @@ class Relaxer(ClampedDeferral, FactorExchange):
             for op in exchange[0]:
                 op()
         dynamics.drive_into(net, ws.z[:nets].view(nets * batch, n), ws.pre[: nets * batch], ws.skip,
-                            ws.fixed)  # W z + b, eq (2)
+                            ws.fixed, nets=nets, patches=ws.patches)  # W z + b, eq (2)
         smooth = alpha > 0 and self.plast.smoothing > 0
         smooth_signal = None
         if smooth:  # eq (21), on net_s; zero on clamped inputs
@@ -310,7 +310,7 @@ class Relaxer(ClampedDeferral, FactorExchange):
                     op()
             else:
                 plasticity.apply(net, ws.dz, ws.z[0], rate, self.reduce_hook, skip_posts=ws.skip, scales=scales,
-                                 skip_blocks=ws.deferred_keys)
+                                 skip_blocks=ws.deferred_keys, patches=ws.patches)
             self._defer_step(ws)
             if smooth:
                 plasticity.apply(net, smooth_signal, ws.z[0], -self.plast.rate(self.plast.smoothing, batch),
@@ -382,7 +382,7 @@ class Relaxer(ClampedDeferral, FactorExchange):
         pending = ws.adz.sum()  # sum |dz| of the coming step's start
         dz_cols = ws.dz.sum(0)  # (N,) its column sums, which the compiled step keeps up to date
         ops = dynamics.drive_ops(net, ws.z[:nets].view(nets * batch, n), ws.pre[: nets * batch], ws.skip, ws.fixed,
-                                narrow=True)
+                                narrow=True, nets=nets, patches=ws.patches)
         late: list = []  # calls after the compiled pass
         if alpha > 0:
             rate = self.plast.rate(alpha, batch)
@@ -392,10 +392,10 @@ class Relaxer(ClampedDeferral, FactorExchange):
                 late = [wait, *after, *self._defer_ops(ws)]
             elif self.reduce_hook is None:
                 ops += plasticity.update_ops(net, ws.dz, ws.z[0], rate, ws.skip, scales, ws.deferred_keys, narrow=True,
-                                             column_sums=dz_cols)
+                                             column_sums=dz_cols, patches=ws.patches)
             else:
                 ops.append(functools.partial(plasticity.apply, net, ws.dz, ws.z[0], rate, self.reduce_hook,
-                                             skip_posts=ws.skip, scales=scales, skip_blocks=ws.deferred_keys))
+                                             skip_posts=ws.skip, scales=scales, skip_blocks=ws.deferred_keys))  # conv: dense deltas
             if not ws.factors:
                 ops += self._defer_ops(ws)
         spec, args = self._fused_args(state, ws, nets, fake_on, conv is not None, dz_cols)

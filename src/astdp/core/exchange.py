@@ -58,11 +58,14 @@ class FactorExchange:
         instead, summed in the same exchange. The clamped inputs are gathered once per phase, so the
         blocks from them keep their once-per-phase path (:meth:`_defer_begin`). The hook decides per
         phase from the elements each way (``hook.factors(batch, exchanged, dense)``, a collective
-        call: every process takes the same decision); derivative smoothing keeps the dense sums.
+        call: every process takes the same decision); derivative smoothing and nets with conv blocks keep
+        the dense sums (every process has the same topology, so all skip the collective alike).
         """
         ws.factors, ws.exchange = False, None
         hook = self.reduce_hook
         if alpha <= 0 or hook is None or not hasattr(hook, "gather") or self.plast.smoothing > 0:
+            return
+        if self.net.topology.convs:  # conv blocks send their dense kernel deltas (plasticity.apply)
             return
         net, t = self.net, self.net.topology
         batch, n = ws.dz.shape

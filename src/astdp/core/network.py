@@ -36,6 +36,8 @@ from functools import cached_property
 import torch
 from torch import nn
 
+from astdp.core.blocks import Conv2dPool, ConvSpec, pooled_shape
+
 PAIRS = ("own", "shared", "tied")
 
 
@@ -53,23 +55,56 @@ class Block:
 class Topology:
     """Layer sizes ``[n_in, *hidden, n_out]`` and which layers connect.
 
-    ``lateral``: hidden layers connect to themselves (default: only for a single hidden layer,
-    as §3.1.1 describes; deep nets have none unless asked).
+    ``lateral``: dense hidden layers connect to themselves (default: only for a single hidden layer,
+    as §3.1.1 describes; deep nets have none unless asked). ``convs``: the pairs of layers joined
+    by a convolution (:class:`~astdp.core.blocks.Conv2dPool`) instead of two dense blocks;
+    :attr:`blocks` lists the dense blocks only.
     """
 
     sizes: tuple[int, ...]
     lateral: bool
+    convs: tuple[Conv2dPool, ...] = ()  # convolutional blocks (one kernel for both directions each)
 
     @classmethod
-    def build(cls, n_in: int, hidden: list[int] | tuple[int, ...], n_out: int, lateral: bool | None = None) -> Topology:
-        hidden = tuple(int(h) for h in hidden)
+    def build(cls, n_in: int, hidden, n_out: int, lateral: bool | None = None,
+              input_shape: tuple[int, int, int] | list[int] | None = None) -> Topology:
+        """``hidden``: one entry per hidden layer, an integer (a dense layer of that many neurons) or a
+        mapping (a convolutional layer, :class:`~astdp.core.blocks.ConvSpec`: channels, kernel, stride,
+        padding, pool). Conv layers come first and need ``input_shape`` (C, H, W), the input's maps."""
+        hidden = list(hidden)
         if not hidden:
             raise ValueError("depth.hidden must list at least one hidden layer size")
-        if min((n_in, n_out, *hidden)) <= 0:
-            raise ValueError(f"layer sizes must be positive, got {(n_in, *hidden, n_out)}")
+        is_conv = [not isinstance(h, (int, float)) or isinstance(h, bool) for h in hidden]
+        convs: list[Conv2dPool] = []
+        sizes = [int(n_in)]
+        if any(is_conv):
+            if input_shape is None:
+                raise ValueError("a depth with conv layers needs depth.input_shape [C, H, W]")
+            shape = tuple(int(v) for v in input_shape)
+            if len(shape) != 3 or math.prod(shape) != int(n_in):
+                raise ValueError(f"depth.input_shape={list(shape)} does not fit inputs of {n_in} values")
+            for i, (h, conv) in enumerate(zip(hidden, is_conv)):
+                where = f"depth.hidden[{i}]"
+                if not conv:
+                    sizes.append(int(h))
+                    continue
+                if i and not is_conv[i - 1]:
+                    raise ValueError(f"{where}: a conv layer must follow the input or another conv layer, not a dense one")
+                spec = ConvSpec.parse(h, where)
+                out = pooled_shape(shape, spec, where)
+                lo = sum(sizes)
+                convs.append(Conv2dPool(pre=i, post=i + 1, in_shape=shape, spec=spec,
+                                        pre_cols=(lo - sizes[-1], lo), post_cols=(lo, lo + math.prod(out))))
+                sizes.append(math.prod(out))
+                shape = out
+        else:
+            sizes += [int(h) for h in hidden]
+        sizes.append(int(n_out))
+        if min(sizes) <= 0:
+            raise ValueError(f"layer sizes must be positive, got {tuple(sizes)}")
         if lateral is None:
             lateral = len(hidden) == 1
-        return cls(sizes=(int(n_in), *hidden, int(n_out)), lateral=bool(lateral))
+        return cls(sizes=tuple(sizes), lateral=bool(lateral), convs=tuple(convs))
 
     # -- layout ---------------------------------------------------------------------------------
     @property
@@ -109,14 +144,23 @@ class Topology:
         """Hidden neurons are contiguous: between input and output."""
         return slice(self.sizes[0], self.n - self.sizes[-1])
 
+    @cached_property
+    def conv_pairs(self) -> frozenset[tuple[int, int]]:
+        """``(pre, post)`` of every conv block."""
+        return frozenset((c.pre, c.post) for c in self.convs)
+
+    def lateral_at(self, layer: int) -> bool:
+        """A dense hidden layer with lateral connections (conv layers have none)."""
+        return self.lateral and layer in self.hidden_layers and all(c.post != layer for c in self.convs)
+
     def senders(self, layer: int) -> list[int]:
-        """Layers that send to ``layer``, in state order."""
+        """Layers that send to ``layer`` through dense blocks, in state order."""
         out = []
-        if layer > 0:
+        if layer > 0 and (layer - 1, layer) not in self.conv_pairs:
             out.append(layer - 1)
-        if self.lateral and layer in self.hidden_layers:
+        if self.lateral_at(layer):
             out.append(layer)
-        if layer < self.n_layers - 1:
+        if layer < self.n_layers - 1 and (layer, layer + 1) not in self.conv_pairs:
             out.append(layer + 1)
         return out
 
@@ -153,7 +197,9 @@ class Topology:
         return f"{self.blocks[k].post}_from_{'_'.join(map(str, self.block_senders(k)))}"
 
     def fan_in(self, layer: int) -> int:
-        return sum(self.sizes[p] for p in self.senders(layer)) - (1 if self.lateral and layer in self.hidden_layers else 0)
+        dense = sum(self.sizes[p] for p in self.senders(layer)) - (1 if self.lateral_at(layer) else 0)
+        return dense + sum(c.fan_in() for c in self.convs if c.post == layer) + sum(
+            c.fan_out() for c in self.convs if c.pre == layer)
 
     def connected_mask(self) -> torch.Tensor:
         """Dense (N, N) boolean mask of connected pairs ``[i, j]``; for tests and diagnostics only."""
@@ -178,7 +224,8 @@ class Network(nn.Module):
     """
 
     def __init__(self, topology: Topology, weights: list[torch.Tensor], biases: list[torch.Tensor],
-                 frozen: set[int] | None = None, frozen_bias: set[int] | None = None, pairs: str = "own") -> None:
+                 frozen: set[int] | None = None, frozen_bias: set[int] | None = None, pairs: str = "own",
+                 kernels: list[torch.Tensor] | None = None) -> None:
         super().__init__()
         if pairs not in PAIRS:
             raise ValueError(f"model.pairs must be one of {PAIRS}, got {pairs!r}")
@@ -186,6 +233,11 @@ class Network(nn.Module):
         self.pairs = pairs  # own | shared | tied: how the two synapses of a pair learn (module docstring)
         self.weights = nn.ParameterList(nn.Parameter(w, requires_grad=False) for w in weights)  # (n_post, hi - lo)
         self.biases = nn.ParameterList(nn.Parameter(b, requires_grad=False) for b in biases)  # (n_l,)
+        kernels = list(kernels or [])
+        if len(kernels) != len(topology.convs):
+            raise ValueError(f"{len(topology.convs)} conv blocks need as many kernels, got {len(kernels)}")
+        # one kernel per conv block, (C_out, C_in, k, k), for both directions (core/blocks.py)
+        self.kernels = nn.ParameterList(nn.Parameter(k, requires_grad=False) for k in kernels)
         self.frozen: set[int] = set(frozen or ())  # block indices that do not learn
         self.frozen_bias: set[int] = set(frozen_bias or ())  # layer indices whose bias does not learn
         self.frozen_cols: dict[int, int] = {}  # block index -> how many of its leading columns do not learn
@@ -215,7 +267,11 @@ class Network(nn.Module):
                 bound = math.sqrt(6.0 / topology.fan_in(layer))
                 b = (torch.rand(size, generator=generator, dtype=dtype) * 2 - 1) * bound
             biases.append(b.to(device))
-        net = cls(topology, weights, biases, pairs=pairs)
+        kernels = []
+        for conv in topology.convs:  # drawn after the dense blocks: a dense net's draws are unchanged
+            bound = math.sqrt(6.0 / topology.fan_in(conv.post))
+            kernels.append(((torch.rand(conv.weight_shape, generator=generator, dtype=dtype) * 2 - 1) * bound).to(device))
+        net = cls(topology, weights, biases, pairs=pairs, kernels=kernels)
         if pairs == "tied":
             for ab, ba in net.pair_views():
                 if ba is None:  # lateral: mirror the upper triangle
@@ -318,7 +374,8 @@ class Network(nn.Module):
 
     def clone(self) -> Network:
         net = Network(self.topology, [w.detach().clone() for w in self.weights],
-                      [b.detach().clone() for b in self.biases], self.frozen, self.frozen_bias, self.pairs)
+                      [b.detach().clone() for b in self.biases], self.frozen, self.frozen_bias, self.pairs,
+                      [k.detach().clone() for k in self.kernels])
         net.frozen_cols = dict(self.frozen_cols)
         return net
 

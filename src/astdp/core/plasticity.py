@@ -16,7 +16,10 @@ Derivative smoothing (optional, ``gamma > 0``), on net_s, gradient of ``1/2 ds^2
     W[i, j]  -= gamma * ds_i * rho'(s_i) * rho(s_j)                              (22)-(23)
     b_i      -= gamma * ds_i * rho'(s_i)
 
-Each block ``(post, [lo, hi))`` costs one GEMM ``(n_post, B) @ (B, hi - lo)`` per step.
+Each block ``(post, [lo, hi))`` costs one GEMM ``(n_post, B) @ (B, hi - lo)`` per step. A conv block's
+kernel takes the correlation of its receiving maps' ``dz`` with its sending maps' ``rho(s_s)`` (and,
+being its own feedback, of the sending maps' ``dz`` with the receiving maps' ``rho(s_s)``;
+:meth:`astdp.core.blocks.Conv2dPool.update`), at the rate multiplier of its receiving layer.
 
 Rate schedule (not in the paper; the rate in use for a training batch is ``alpha * factor``):
 
@@ -195,9 +198,13 @@ def _learning_blocks(net: Network, post_signal: torch.Tensor, pre_rate: torch.Te
 
 def update_ops(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate: float,
                skip_posts: tuple[int, ...] = (), scales: tuple[list[float], list[float]] | None = None,
-               skip_blocks: tuple[int, ...] = (), narrow: bool = False, column_sums: torch.Tensor | None = None) -> list:
+               skip_blocks: tuple[int, ...] = (), narrow: bool = False, column_sums: torch.Tensor | None = None,
+               patches: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None) -> list:
     """:func:`apply` without a reduce hook, as a list of calls on views of ``post_signal``,
     ``pre_rate`` and the parameters: built once, run at every step while those change in place.
+
+    ``patches[i]``: conv block ``i``'s sending maps unfolded once per phase (a clamped layer; see
+    ``dynamics.drive_ops``).
 
     ``column_sums`` (N,): kept equal to ``post_signal.sum(0)`` by the caller (the fused step
     writes it with the next step's ``dz``), so the biases take it instead of a batch sum here.
@@ -222,7 +229,29 @@ def update_ops(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, 
             ops.append(functools.partial(torch.sum, post_signal, 0, out=bias_sum))
         ops += [functools.partial(net.biases[l].add_, bias_sum[t.slice(l)], alpha=rate * scales[1][l] if scales else rate)
                 for l in layers]
+    for i, conv, w, r in _learning_convs(net, rate, scales, skip_posts):
+        if patches and i in patches:  # the sending layer is clamped: dz_pre = 0, its maps unfolded once
+            ops.append(functools.partial(_add_conv_update, functools.partial(conv.update_patches, post_signal,
+                                                                             patches[i][1]), w, r))
+        else:
+            ops.append(functools.partial(_add_conv_update, functools.partial(
+                conv.update, post_signal, pre_rate, conv.pre not in skip_posts), w, r))
     return ops + [diag.zero_ for diag in net.self_connections()]
+
+
+def _learning_convs(net: Network, rate: float, scales, skip_posts) -> list:
+    """``(index, conv, kernel, rate)`` of every conv block that learns: at its receiving layer's multiplier."""
+    out = []
+    for i, (conv, w) in enumerate(zip(net.topology.convs, net.kernels)):
+        r = rate * scales[1][conv.post] if scales else rate
+        if r != 0.0 and conv.post not in skip_posts:
+            out.append((i, conv, w, r))
+    return out
+
+
+def _add_conv_update(update, w: torch.Tensor, rate: float) -> None:
+    """eq (15) for a conv kernel (:meth:`astdp.core.blocks.Conv2dPool.update`), in place: ``w += rate update()``."""
+    w.add_(update(), alpha=rate)
 
 
 def _transposed(w: torch.Tensor, narrow: bool) -> bool:
@@ -263,7 +292,7 @@ def summed_ops(net: Network, buffers: dict[int, torch.Tensor], rate: float,
 
 def apply(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate: float, reduce_hook=None,
           skip_posts: tuple[int, ...] = (), scales: tuple[list[float], list[float]] | None = None,
-          skip_blocks: tuple[int, ...] = ()) -> None:
+          skip_blocks: tuple[int, ...] = (), patches: dict | None = None) -> None:
     """In place: ``W += rate * post_signal^T @ pre_rate`` and ``b += rate * sum_b post_signal``.
 
     One GEMM per learning block, straight into the stored weights (``addmm_``; the transposed
@@ -278,7 +307,7 @@ def apply(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate:
     ``scales = (per block, per bias layer)`` multiplies the rate of each (:meth:`Plasticity.scales`).
     """
     if reduce_hook is None:
-        for op in update_ops(net, post_signal, pre_rate, rate, skip_posts, scales, skip_blocks):
+        for op in update_ops(net, post_signal, pre_rate, rate, skip_posts, scales, skip_blocks, patches=patches):
             op()
         return
     t = net.topology
@@ -286,9 +315,13 @@ def apply(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate:
     bias_deltas = [bias_sum[t.slice(l)] for l in range(t.n_layers)]
     learning = _learning_blocks(net, post_signal, pre_rate, scales, skip_posts, skip_blocks)
     deltas = [post_t @ pre for _, post_t, pre in learning]
-    reduce_hook(deltas + bias_deltas)
+    convs = _learning_convs(net, rate, scales, skip_posts)
+    conv_deltas = [conv.update(post_signal, pre_rate, conv.pre not in skip_posts) for _, conv, _, _ in convs]
+    reduce_hook(deltas + conv_deltas + bias_deltas)  # a conv block sends its dense kernel delta
     for (k, _, _), d in zip(learning, deltas):
         net.learning(k).add_(d, alpha=rate * scales[0][k] if scales else rate)
+    for (_, _, w, r), d in zip(convs, conv_deltas):
+        w.add_(d, alpha=r)
     for l, (b, d) in enumerate(zip(net.biases, bias_deltas)):
         if l not in net.frozen_bias:
             b.add_(d, alpha=rate * scales[1][l] if scales else rate)

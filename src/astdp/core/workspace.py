@@ -37,6 +37,7 @@ class Workspace:
         self.n_hidden = n_hidden
         self._fake: tuple[torch.Tensor, ...] | None = None
         self._hidden: tuple[int, torch.Tensor] | None = None  # (lo, mask) of hidden_mask
+        self.patches: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # conv blocks from clamped inputs (set_targets)
         self.fixed: dict[int, torch.Tensor] | None = None  # drive of blocks from clamped inputs (ClampedDeferral._defer_begin)
         self.deferred: list[tuple] = []  # their summed updates, applied at the end of the phase
         self.deferred_keys: tuple[int, ...] = ()
@@ -108,4 +109,6 @@ class Workspace:
                 self.exact.append((sl, keep, set_value))
                 state.s[:, :, sl].mul_(keep).add_(set_value)
                 state.v[:, :, sl].mul_(keep)
+        # conv blocks from the exactly clamped inputs: their maps unfolded once per phase (core/blocks.py)
+        self.patches = {i: conv.patches(self.z[0]) for i, conv in enumerate(topology.convs) if conv.pre in self.skip}
 

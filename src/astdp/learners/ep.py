@@ -78,7 +78,7 @@ class EquilibriumPropagation(Learner):
     def prepare(self, net: Network) -> None:
         """The initial weights times ``init_gain`` (a resumed run then loads its own)."""
         if self.init_gain != 1.0:
-            for w in net.weights:
+            for w in [*net.weights, *net.kernels]:
                 w.mul_(self.init_gain)
 
     def state_dict(self) -> dict:
@@ -98,7 +98,8 @@ class EquilibriumPropagation(Learner):
     # -- the update ---------------------------------------------------------------------------------
     def estimate(self, net: Network, state: State) -> list[torch.Tensor]:
         """EP's estimate of minus the loss gradient, from the end states of the nudged phase:
-        one tensor per weight block, then one per bias layer (shapes of ``net.weights``, ``net.biases``)."""
+        one tensor per weight block, one per bias layer, then one per conv kernel (shapes of
+        ``net.weights``, ``net.biases``, ``net.kernels``)."""
         t = net.topology
         z = activations.get(self.dynamics.activation)(state.s)[0]  # rho(s): (2, B, N)
         scale = 1.0 / (self.betas[1] - self.betas[0])
@@ -110,6 +111,8 @@ class EquilibriumPropagation(Learner):
             grads.append(torch.mm(post.t(), signed[:, blk.lo : blk.hi]).mul_(scale))
         bias = (z[1] - z[0]).sum(0).mul_(scale)  # (N,)
         grads += [bias[t.slice(l)].clone() for l in range(t.n_layers)]
+        # a conv kernel (tied by construction): P^T(z_post) (x) z_pre over the rows of s_+ minus those of s_-
+        grads += [conv.update(both, signed, pre_learns=False).mul_(scale) for conv in t.convs]
         return grads
 
     def update(self, net: Network, state: State, plast: Plasticity, reduce_hook=None) -> None:
@@ -121,10 +124,12 @@ class EquilibriumPropagation(Learner):
         rate = plast.rate(plast.current_alpha, batch)
         scales = plast.scales(net.topology)
         n_blocks = len(net.weights)
-        params = list(net.weights) + list(net.biases)
+        params = list(net.weights) + list(net.biases) + list(net.kernels)
         rates = [rate * (scales[0][k] if scales else 1.0) for k in range(n_blocks)]
         rates += [rate * (scales[1][l] if scales else 1.0) for l in range(len(net.biases))]
+        rates += [rate * (scales[1][c.post] if scales else 1.0) for c in net.topology.convs]
         frozen = [k in net.frozen for k in range(n_blocks)] + [l in net.frozen_bias for l in range(len(net.biases))]
+        frozen += [False] * len(net.kernels)
         if self.optimizer == "adam":
             grads = self._adam_directions(grads)
         for p, g, r, skip in zip(params, grads, rates, frozen):
