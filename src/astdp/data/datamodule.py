@@ -192,9 +192,10 @@ class AstdpDataModule(LightningDataModule):
         x, y = splits["train"]
         fill = torch.zeros(shape[0])  # a black pixel
         if self.normalize:
-            mean, std = transforms.channel_stats(x, shape[0])
-            mean = torch.tensor(self.mean, dtype=torch.float32) if self.mean is not None else mean
-            std = torch.tensor(self.std, dtype=torch.float32) if self.std is not None else std
+            given = self.mean is not None and self.std is not None
+            mean, std = (torch.tensor(self.mean), torch.tensor(self.std)) if given else transforms.channel_stats(x, shape[0])
+            mean = torch.tensor(self.mean, dtype=torch.float32) if self.mean is not None else mean.float()
+            std = torch.tensor(self.std, dtype=torch.float32) if self.std is not None else std.float()
             for part, _ in splits.values():
                 transforms.normalize_(part, mean, std)
             fill = (fill - mean) / std
