@@ -18,7 +18,8 @@ EXPECTED = {
     "data": ["cifar10", "cifar100", "fashion_mnist", "kmnist", "mnist", "stdp_pair", "svhn", "toy_order", "toy_rivalry"],
     "model": ["astdp", "astdp_unbounded", "paper"],
     "learner": ["bp_ce", "bp_mse", "ep", "generation", "self_supervised", "supervised", "unsupervised"],
-    "depth": ["h500x3", "h512", "h512x2", "h512x3", "toy16", "toy8"],
+    "depth": ["conv_cifar", "conv_cifar_small", "conv_mnist", "conv_mnist_large", "h500x3", "h512", "h512x2", "h512x3",
+              "toy16", "toy8"],
     "logger": ["csv", "none", "wandb"],
     "trainer": ["cpu", "ddp", "gpu"],
     "hparams_search": ["optuna", "optuna_deep", "optuna_ep"],
@@ -49,14 +50,40 @@ def test_data_options_instantiate(compose_cfg, name):
 @pytest.mark.parametrize("learner", EXPECTED["learner"])
 @pytest.mark.parametrize("depth", EXPECTED["depth"])
 def test_learner_and_depth_options_build(compose_cfg, learner, depth):
-    data = "toy_order" if depth.startswith("toy") else "mnist"
+    data = "toy_order" if depth.startswith("toy") else "cifar10" if depth.startswith("conv_cifar") else "mnist"
     if learner == "self_supervised" and data == "toy_order":
         pytest.skip("inpainting squares need image data")
-    module = build_module(compose_cfg([f"learner={learner}", f"depth={depth}", f"data={data}"]))
+    cfg = compose_cfg([f"learner={learner}", f"depth={depth}", f"data={data}"])
+    if depth.startswith("conv") and learner in ("self_supervised", "generation"):
+        with pytest.raises(ConfigError, match=f"learner={learner} does not run on conv nets"):
+            validate(OmegaConf.to_container(cfg, resolve=True))
+        with pytest.raises(ConfigError, match=f"learner={learner} does not run on conv nets"):
+            build_module(cfg)
+        return
+    module = build_module(cfg)
     assert module.run_config["learner"]["name"] == learner
-    if not learner.startswith("bp_"):  # the built net has the depth's hidden layers
-        hidden = list(compose_cfg([f"depth={depth}"]).depth.hidden)
+    hidden = list(cfg.depth.hidden)
+    if learner.startswith("bp_"):  # the same layers, feed-forward
+        assert module.mlp.n_layers == len(hidden) + 1
+    elif depth.startswith("conv"):  # conv layers, then the outputs
+        assert len(module.system.topology.convs) == len(hidden) == len(module.system.topology.sizes) - 2
+    else:  # the built net has the depth's hidden layers
         assert list(module.system.topology.sizes[1:-1]) == hidden
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["depth=conv_mnist", "data=cifar10"], "depth=conv_mnist takes inputs of shape [1, 28, 28] (depth.input_shape), "
+                                           "but data=cifar10 gives [3, 32, 32]"),
+    (["depth=conv_mnist", "data=toy_order"], "has conv layers, which need images"),
+    (["depth=conv_mnist", "depth.hidden.0.pool=5"], "5x5 pooling does not divide"),
+    (["depth=conv_mnist", "depth.hidden.1.kernel=0"], "depth.hidden[1].kernel must be an integer >= 1"),
+    (["depth=conv_mnist", "+depth.hidden.0.dilation=2"], "depth.hidden[0] has unknown keys ['dilation']"),
+    (["depth.hidden=[512,0]"], "depth.hidden must be a non-empty list of integers >= 1"),
+])
+def test_conv_depth_errors_are_one_line_before_any_data(compose_cfg, overrides, message):
+    with pytest.raises(ConfigError) as err:
+        validate(OmegaConf.to_container(compose_cfg(overrides), resolve=True))
+    assert message in str(err.value) and "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("logger", EXPECTED["logger"])

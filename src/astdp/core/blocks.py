@@ -136,6 +136,12 @@ class Conv2dPool:
         """Inputs of one receiving neuron before pooling (the kernel's draw, as a dense layer's)."""
         return self.in_shape[0] * self.spec.kernel ** 2
 
+    @property
+    def positions(self) -> int:
+        """Where the kernel is applied: H_c W_c, the synapses of a pair of maps that one kernel entry stands for."""
+        _, h, w = self.conv_shape
+        return h * w
+
     def fan_out(self) -> int:
         """About how many receiving neurons one sending neuron feeds (its feedback's fan-in)."""
         return max(1, math.ceil(self.spec.channels * self.spec.kernel ** 2 / self.spec.stride ** 2 / self.spec.pool ** 2))

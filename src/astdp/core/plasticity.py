@@ -19,7 +19,9 @@ Derivative smoothing (optional, ``gamma > 0``), on net_s, gradient of ``1/2 ds^2
 Each block ``(post, [lo, hi))`` costs one GEMM ``(n_post, B) @ (B, hi - lo)`` per step. A conv block's
 kernel takes the correlation of its receiving maps' ``dz`` with its sending maps' ``rho(s_s)`` (and,
 being its own feedback, of the sending maps' ``dz`` with the receiving maps' ``rho(s_s)``;
-:meth:`astdp.core.blocks.Conv2dPool.update`), at the rate multiplier of its receiving layer.
+:meth:`astdp.core.blocks.Conv2dPool.update`), at the rate multiplier of its receiving layer and over
+the number of positions it is applied at: each entry moves by the mean of the updates of the
+synapses it stands for (summed over the batch, as every other weight).
 
 Rate schedule (not in the paper; the rate in use for a training batch is ``alpha * factor``):
 
@@ -240,10 +242,12 @@ def update_ops(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, 
 
 
 def _learning_convs(net: Network, rate: float, scales, skip_posts) -> list:
-    """``(index, conv, kernel, rate)`` of every conv block that learns: at its receiving layer's multiplier."""
+    """``(index, conv, kernel, rate)`` of every conv block that learns: at its receiving layer's multiplier,
+    over the number of positions the kernel is applied at (:attr:`Conv2dPool.positions`)."""
     out = []
     for i, (conv, w) in enumerate(zip(net.topology.convs, net.kernels)):
-        r = rate * scales[1][conv.post] if scales else rate
+        # the kernel moves by the mean update of the synapses it stands for (summed over the batch)
+        r = (rate * scales[1][conv.post] if scales else rate) / conv.positions
         if r != 0.0 and conv.post not in skip_posts:
             out.append((i, conv, w, r))
     return out

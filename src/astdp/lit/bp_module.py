@@ -26,7 +26,7 @@ class BpLitModule(LightningModule):
         if self.kind not in bp.LOSSES:
             raise ValueError(f"learner.name must be one of {bp.LOSSES}, got {self.kind!r}")
         bp.make_optimizer(learner.get("optimizer", "sgd"), [torch.zeros(1, requires_grad=True)], float(learner["lr"]))
-        self.mlp = bp.MLP([n_inputs, *depth["hidden"], n_outputs], learner.get("activation", "sigmoid"))
+        self.mlp = bp.build(depth, n_inputs, n_outputs, learner.get("activation", "sigmoid"))  # MLP or ConvNet
         self.val_acc = MulticlassAccuracy(n_outputs, average="micro")
         self.test_acc = MulticlassAccuracy(n_outputs, average="micro")
         self.val_acc_best = MaxMetric()

@@ -104,6 +104,33 @@ def validate_model(model: Mapping[str, Any]) -> None:
             need(_is_num(fake[key]), f"model.fake_target.{key} must be a number, got {fake[key]!r}")
 
 
+def validate_depth(depth: Mapping[str, Any], data: Mapping[str, Any], learner: str) -> None:
+    """``depth.hidden``: integers (dense layers) and mappings (conv layers: channels, kernel, stride,
+    padding, pool); a conv depth's ``input_shape`` must be ``data.image_shape``, and its maps must fit."""
+    hidden = depth.get("hidden")
+    ok = bool(hidden) and not isinstance(hidden, (str, Mapping))
+    ok = ok and all((_is_int(h) and h >= 1) or isinstance(h, Mapping) for h in hidden)
+    need(ok, "depth.hidden must be a non-empty list of integers >= 1 (dense layers) or mappings "
+             f"(conv layers: channels, kernel, stride, padding, pool), got {hidden!r}")
+    if not any(isinstance(h, Mapping) for h in hidden):
+        return
+    shape, image = depth.get("input_shape"), data.get("image_shape")
+    name = depth.get("name", "this depth")
+    need(image is not None, f"depth={name} has conv layers, which need images, but data={data.get('name')} has no "
+                            "data.image_shape")
+    need(shape is not None and list(shape) == list(image),
+         f"depth={name} takes inputs of shape {None if shape is None else list(shape)} (depth.input_shape), but "
+         f"data={data.get('name')} gives {list(image)}: choose a depth for these images or set depth.input_shape")
+    from astdp.factory import CONV_LEARNERS, build_topology
+
+    need(learner in CONV_LEARNERS or learner in BP_LEARNERS,
+         f"learner={learner} does not run on conv nets (depth={name}): use one of {list(CONV_LEARNERS)} or bp_ce / bp_mse")
+    try:
+        build_topology(depth, math.prod(image), int(data.get("n_outputs") or 1))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+
 def validate(cfg: Mapping[str, Any]) -> None:
     """Checks a resolved run config (plain dict or DictConfig)."""
     int_at_least("seed", cfg.get("seed"), 0)
@@ -112,9 +139,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
     validate_learner(cfg["learner"])
     if cfg["learner"]["name"] not in BP_LEARNERS:
         validate_model(cfg["model"])
-    hidden = cfg["depth"].get("hidden")
-    need(bool(hidden) and all(_is_int(h) and h >= 1 for h in hidden),
-         f"depth.hidden must be a non-empty list of integers >= 1, got {hidden!r}")
+    validate_depth(cfg["depth"], cfg["data"], cfg["learner"]["name"])
     trainer = cfg.get("trainer") or {}
     for key in ("max_epochs", "max_steps"):
         v = trainer.get(key)
@@ -174,7 +199,7 @@ def known_keys(group: str) -> frozenset[str]:
     elif group == "data":
         keys |= set(inspect.signature(AstdpDataModule.__init__).parameters) - {"self", "protocol"}
     elif group == "depth":
-        keys |= {"hidden", "lateral", "name"}
+        keys |= {"hidden", "lateral", "name", "input_shape"}
     return frozenset(keys)
 
 
