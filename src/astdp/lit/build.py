@@ -14,6 +14,7 @@ from astdp.lit.bp_module import BpLitModule
 from astdp.lit.checkpoints import AtomicCheckpointIO
 from astdp.lit.config import ConfigError
 from astdp.lit.console import ParamSummary
+from astdp.lit.ddp import TIMEOUT_S
 from astdp.lit.module import AstdpLitModule
 from astdp.tracking import sweep_group
 
@@ -105,7 +106,13 @@ def build_trainer(cfg: DictConfig, logger, with_callbacks: bool = True, extra_ca
     if overrides.pop("enable_model_summary", cfg.trainer.get("enable_model_summary", True)):
         callbacks.append(ParamSummary())
     overrides.setdefault("plugins", [AtomicCheckpointIO()])
-    return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, enable_model_summary=False, **overrides)
+    trainer_cfg = cfg.trainer
+    strategy = trainer_cfg.get("strategy")
+    if isinstance(strategy, DictConfig) and "timeout" in strategy and strategy.timeout is None:
+        trainer_cfg = trainer_cfg.copy()  # the deadline of every wait by accelerator (AstdpDDPStrategy)
+        trainer_cfg.strategy.timeout = TIMEOUT_S["gpu" if str(trainer_cfg.get("accelerator")) in ("gpu", "cuda")
+                                                 else "cpu"]
+    return instantiate(trainer_cfg, logger=logger, callbacks=callbacks, enable_model_summary=False, **overrides)
 
 
 def finish_logger() -> None:

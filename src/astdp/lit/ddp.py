@@ -19,10 +19,14 @@ run the Hydra job in progress rather than the whole command line again.
 from __future__ import annotations
 
 import os
+import platform
+import re
 import socket
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Sequence
 
 import numpy as np
@@ -31,7 +35,8 @@ import torch.distributed as dist
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.utilities import rank_zero_only
 
-from astdp.lit.launch import LAUNCH_VARIABLES, job_command, restore_variables
+from astdp.errors import PeerLostError
+from astdp.lit.launch import LAUNCH_VARIABLES, connected, job_command, restore_variables
 
 SYNC_MODES = ("step", "periodic")  # step: every relaxation step's updates summed over the processes;
 # periodic: each process learns on its own, and every `sync_every` batches the weight changes of all
@@ -45,6 +50,111 @@ def world_size() -> int:
 def is_rank_zero() -> bool:
     """True in the process that writes metrics.json, checkpoints and images (and in a single process)."""
     return getattr(rank_zero_only, "rank", 0) == 0
+
+
+TIMEOUT_S = {"cpu": 300.0, "gpu": 600.0}  # trainer.strategy.timeout=null: the deadline of every wait, by accelerator
+LIVENESS_S = 0.5  # how often a wait for other processes checks that they are still alive
+
+
+@dataclass
+class Peers:
+    """Every process of the run (rank -> host and pid), and the deadline of a wait for them.
+
+    Set once the process group exists (:meth:`AstdpDDPStrategy.setup_distributed`). A wait that
+    could outlast a dead process checks the ones on this machine every :data:`LIVENESS_S` seconds
+    (:meth:`check`), and gives up after ``timeout_s``; gloo and nccl collectives have the same
+    deadline (the process group's timeout) and fail at once when a peer's connection closes."""
+
+    hosts: list[str]
+    pids: list[int]
+    timeout_s: float
+
+    def dead(self) -> list[int]:
+        """Ranks on this machine whose process no longer exists."""
+        here = socket.gethostname()
+        return [r for r, (h, pid) in enumerate(zip(self.hosts, self.pids)) if h == here and not _alive(pid)]
+
+    def describe(self, ranks: Sequence[int]) -> str:
+        return ", ".join(f"rank {r} (pid {self.pids[r]} on {self.hosts[r]})" for r in ranks)
+
+    def check(self, waiting_for: Sequence[int] = ()) -> None:
+        """Raise :class:`PeerLostError` if a process of the run has died (those in ``waiting_for`` first)."""
+        dead = self.dead()
+        if dead:
+            raise PeerLostError(f"process {self.describe(dead)} of this data-parallel run has died")
+
+    def lost(self, error: BaseException | None = None, waiting_for: Sequence[int] = ()) -> PeerLostError:
+        """The error for a wait that failed (``error``: the collective's) or ran past its deadline."""
+        dead = self.dead()
+        settle = time.monotonic() + 2.0  # a killed process closes its sockets before it has fully ended
+        while error is not None and not dead and time.monotonic() < settle:
+            time.sleep(0.05)
+            dead = self.dead()
+        if dead:
+            return PeerLostError(f"process {self.describe(dead)} of this data-parallel run has died")
+        if error is not None:
+            reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+            return PeerLostError(f"a process of this data-parallel run on another machine stopped answering "
+                                 f"({reason})")
+        who = self.describe(waiting_for) if waiting_for else "a process"
+        return PeerLostError(f"{who} of this data-parallel run gave no answer within trainer.strategy.timeout="
+                             f"{self.timeout_s:g} s: it is stuck or its machine is unreachable")
+
+
+_peers: Peers | None = None
+
+
+def peers() -> Peers | None:
+    """The processes of the data-parallel run in progress (None: one process)."""
+    return _peers
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (a child that ended, not yet waited for) has died too
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except OSError:
+        return True
+
+
+# What gloo and nccl say when a peer's connection closes or a collective passes its deadline (gloo
+# raises a plain RuntimeError, not torch.distributed.DistError)
+TRANSPORT_FAILURE = re.compile(r"gloo|nccl|connection|timed out|timeout|peer|socket", re.IGNORECASE)
+
+
+def transport_failure(error: BaseException) -> PeerLostError | None:
+    """The one-line error for a collective that failed because a process died or stopped answering;
+    None for any other error (a bug, a wrong shape), which keeps its traceback."""
+    if isinstance(error, PeerLostError):
+        return error
+    if not isinstance(error, RuntimeError):
+        return None
+    dead = _peers.dead() if _peers is not None else []
+    if not dead and not (isinstance(error, dist.DistError) or TRANSPORT_FAILURE.search(str(error))):
+        return None
+    if _peers is not None:
+        return _peers.lost(error)
+    return PeerLostError(f"a process of this data-parallel run stopped answering "
+                         f"({str(error).strip().splitlines()[0][:160]})")
+
+
+@contextmanager
+def collective():
+    """Around torch.distributed calls: a failure (a dead peer's closed connection, a timeout) becomes
+    one :class:`PeerLostError` that names the process, where it can be known."""
+    try:
+        yield
+    except RuntimeError as e:
+        lost = transport_failure(e)
+        if lost is None or lost is e:
+            raise
+        raise lost from None
 
 
 def unflatten_into(flat: torch.Tensor, tensors: list[torch.Tensor]) -> None:
@@ -106,7 +216,8 @@ class PeriodicSum:
             work = None
         else:
             summed.copy_(message)
-            work = dist.all_reduce(summed, op=dist.ReduceOp.SUM, group=self.group, async_op=True)
+            with collective():
+                work = dist.all_reduce(summed, op=dist.ReduceOp.SUM, group=self.group, async_op=True)
         self._pending = (sent, flagged, message, summed, work)
         self.calls += 1
         self.bytes += message.numel() * message.element_size()
@@ -118,7 +229,8 @@ class PeriodicSum:
         if work is None:
             self.shared.wait()
         else:
-            work.wait()
+            with collective():
+                work.wait()
         self._pending = None
         at = 0
         for i in sent:
@@ -143,8 +255,20 @@ class SharedGather:
     counters have caught up: no socket, no message. Two buffers alternate, so a process may
     write the next exchange while a slower one still reads the last (it cannot get two ahead: it
     waits for everyone's counter first). The buffers grow, collectively, to the largest exchange
-    seen. Their files in ``/dev/shm`` are removed as soon as every process has mapped them.
+    seen. Their files in ``/dev/shm`` are removed as soon as every process has mapped them, and by
+    every process on every way out of that step, so none is left behind.
+
+    A wait checks every :data:`LIVENESS_S` seconds that the processes it waits for are alive, and
+    ends after ``trainer.strategy.timeout`` (:class:`Peers`): a dead or stuck process ends the run
+    with a :class:`PeerLostError` rather than a spin.
+
+    Ordering: a part is copied, then its counter is stored; a reader loads the counter, then the
+    part. That order is kept by the hardware only where stores are not reordered with stores nor
+    loads with loads (x86's total store order), and Python offers no memory fence, so this path is
+    used on x86-64 only (:data:`ORDERED_MACHINES`); elsewhere the exchanges go through gloo.
     """
+
+    ORDERED_MACHINES = ("x86_64", "amd64", "i686", "i386", "x86")
 
     def __init__(self, group=None) -> None:
         self.group = group
@@ -163,20 +287,27 @@ class SharedGather:
         """Every process of ``group`` runs on this machine (a collective call)."""
         hosts = [None] * dist.get_world_size(group)
         dist.all_gather_object(hosts, socket.gethostname(), group=group)
-        return os.path.isdir("/dev/shm") and len(set(hosts)) == 1
+        ordered = platform.machine().lower() in SharedGather.ORDERED_MACHINES
+        return ordered and os.path.isdir("/dev/shm") and len(set(hosts)) == 1
 
     def _map(self, nbytes: int) -> np.memmap:
         """A fresh shared file of ``nbytes`` zero bytes, mapped by every process (collective)."""
         self.made += 1
         path = f"{self.base}-{self.made}"
-        if self.rank == 0:
-            with open(path, "wb") as f:
-                f.truncate(nbytes)
-        dist.barrier(group=self.group)
-        mapped = np.memmap(path, dtype=np.uint8, mode="r+", shape=(nbytes,))
-        dist.barrier(group=self.group)
-        if self.rank == 0:
-            os.unlink(path)
+        try:
+            if self.rank == 0:
+                with open(path, "wb") as f:
+                    f.truncate(nbytes)
+            with collective():
+                dist.barrier(group=self.group)
+            mapped = np.memmap(path, dtype=np.uint8, mode="r+", shape=(nbytes,))
+            with collective():
+                dist.barrier(group=self.group)
+        finally:  # mapped everywhere, or failed: either way the file goes (whoever gets there first)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
         return mapped
 
     def start(self, parts: list[torch.Tensor], outs: list[torch.Tensor], sums: Sequence[torch.Tensor] = (),
@@ -203,10 +334,27 @@ class SharedGather:
 
     def wait(self) -> None:
         k, regions, outs, sum_outs = self._pending
-        while self.flags.min() < k:
-            os.sched_yield()
+        if self.flags.min() < k:
+            self._spin(k)
         _deliver(regions, outs, sum_outs)
         self.count, self._pending = k, None
+
+
+    def _spin(self, k: int) -> None:
+        """Until every counter reaches ``k``; checks that the others live, and gives up at the deadline."""
+        start = last_check = time.monotonic()
+        limit = _peers.timeout_s if _peers is not None else TIMEOUT_S["cpu"]
+        while self.flags.min() < k:
+            os.sched_yield()
+            now = time.monotonic()
+            if now - last_check >= LIVENESS_S:
+                last_check = now
+                behind = [int(r) for r in np.flatnonzero(self.flags < k)]
+                if _peers is not None:
+                    _peers.check(behind)
+                if now - start > limit:
+                    raise (_peers.lost(waiting_for=behind) if _peers is not None else
+                           PeerLostError(f"ranks {behind} gave no answer within {limit:g} s"))
 
 
 def _deliver(regions: list[torch.Tensor], outs: Sequence[torch.Tensor], sum_outs: Sequence[torch.Tensor]) -> None:
@@ -257,7 +405,8 @@ class AllReduceSum:
     def __call__(self, deltas: list[torch.Tensor]) -> None:
         start = time.perf_counter()
         flat = torch.cat([d.reshape(-1) for d in deltas])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self.group)
+        with collective():
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self.group)
         unflatten_into(flat, deltas)
         self.calls += 1
         self.bytes += flat.numel() * flat.element_size()
@@ -276,7 +425,8 @@ class AllReduceSum:
                 device = "cuda" if dist.get_backend(self.group) == "nccl" else "cpu"
                 sizes = torch.zeros(self.world, dtype=torch.int64, device=device)
                 mine = torch.tensor([batch], device=device)
-                dist.all_gather(list(sizes.view(self.world, 1).unbind(0)), mine, group=self.group)
+                with collective():
+                    dist.all_gather(list(sizes.view(self.world, 1).unbind(0)), mine, group=self.group)
             even = bool((sizes == batch).all())  # else (a short last batch): dense sums
             use = even and (self.exchange == "factors" or self.world * factor_elements < 2 * dense_elements)
         self.exchanged = "factors" if use else "dense"
@@ -305,8 +455,9 @@ class AllReduceSum:
         else:  # one message: the parts packed one after the other
             send = torch.cat([p.reshape(-1) for p in (*parts, *sums)])
             recv = send.new_empty(self.world, send.numel())
-            self._pending = _Unpack(dist.all_gather(list(recv.unbind(0)), send, group=self.group, async_op=True),
-                                    recv, [p.shape for p in (*parts, *sums)], outs, sum_outs)
+            with collective():
+                work = dist.all_gather(list(recv.unbind(0)), send, group=self.group, async_op=True)
+            self._pending = _Unpack(work, recv, [p.shape for p in (*parts, *sums)], outs, sum_outs)
         self.seconds += time.perf_counter() - start
 
     def gather_wait(self) -> None:
@@ -324,7 +475,8 @@ class _Unpack:
         self.work, self.recv, self.shapes, self.outs, self.sum_outs = work, recv, shapes, outs, sum_outs
 
     def wait(self) -> None:
-        self.work.wait()
+        with collective():
+            self.work.wait()
         regions, at = [], 0
         for shape in self.shapes:
             size = shape.numel()
@@ -337,10 +489,17 @@ class _Unpack:
 def run_scope():
     """One run's processes: afterwards the process group ends and the launcher's variables are
     restored, so that the next job of a multirun starts (and launches) processes of its own."""
+    global _peers
     before = {k: os.environ.get(k) for k in LAUNCH_VARIABLES}
     try:
         yield
+    except RuntimeError as e:  # Lightning's own collectives: the same one line as ours
+        lost = transport_failure(e)
+        if lost is None or lost is e:
+            raise
+        raise lost from None
     finally:
+        _peers = None
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
         restore_variables(before)
@@ -368,7 +527,7 @@ class AstdpDDPStrategy(DDPStrategy):
     """
 
     def __init__(self, sync: str = "step", sync_every: int = 1, exchange: str = "auto", overlap: bool = True,
-                 **kwargs) -> None:
+                 timeout: float | None = None, **kwargs) -> None:
         if sync not in SYNC_MODES:
             raise ValueError(f"trainer.strategy.sync must be one of {list(SYNC_MODES)}, got {sync!r}")
         if not isinstance(sync_every, int) or sync_every < 1:
@@ -377,8 +536,22 @@ class AstdpDDPStrategy(DDPStrategy):
             raise ValueError(f"trainer.strategy.exchange must be one of {list(EXCHANGES)}, got {exchange!r}")
         if not isinstance(overlap, bool):
             raise ValueError(f"trainer.strategy.overlap must be true or false, got {overlap!r}")
-        super().__init__(**kwargs)
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not timeout > 0):
+            raise ValueError(f"trainer.strategy.timeout must be a number of seconds > 0 or null (300 on CPU, "
+                             f"600 on GPU), got {timeout!r}")
+        self.timeout_s = float(timeout) if timeout is not None else TIMEOUT_S["cpu"]
+        super().__init__(timeout=timedelta(seconds=self.timeout_s), **kwargs)
         self.sync, self.sync_every, self.exchange, self.overlap = sync, sync_every, exchange, overlap
+
+    def setup_distributed(self) -> None:
+        """The process group with the run's deadline, then every process's host and pid (:class:`Peers`)."""
+        global _peers
+        super().setup_distributed()
+        table = [None] * dist.get_world_size()
+        dist.all_gather_object(table, (socket.gethostname(), os.getpid()))
+        _peers = Peers([h for h, _ in table], [pid for _, pid in table], self.timeout_s)
+        connected()
 
     def _setup_model(self, model: torch.nn.Module):
         if not any(p.requires_grad for p in model.parameters()):

@@ -34,6 +34,7 @@ WAIT_S = 120  # after rank 0's run, how long the other processes may take to end
 
 _children: list[subprocess.Popen] = []  # the processes started by ranks() in this one (rank 0)
 _ending = threading.Event()  # set when rank 0's job ends: the watch no longer acts
+_connected = threading.Event()  # set once the processes talk (process group up): their waits watch each other
 
 
 def job_command(local_rank: int) -> tuple[Sequence[str], str]:
@@ -96,6 +97,7 @@ def ranks(cfg: Any):
                       WORLD_SIZE=str(devices))
     ok = False
     _ending.clear()
+    _connected.clear()
     try:
         for local_rank in range(1, devices):
             command, cwd = job_command(local_rank)
@@ -163,16 +165,24 @@ def release() -> None:
     threading.Thread(target=_watch, args=(list(_children),), daemon=True).start()
 
 
+def connected() -> None:
+    """The processes have met (their process group exists): from now on a wait for a dead process
+    ends by itself, with one line naming it (:class:`astdp.lit.ddp.Peers`), so the watch stays quiet."""
+    _connected.set()
+
+
 def _watch(children: list[subprocess.Popen]) -> None:
+    """Before the processes meet, rank 0 would wait for a dead one until the rendezvous deadline: stop it."""
     while not _ending.is_set():
         for child in children:
             try:
                 code = child.wait(1.0)
             except subprocess.TimeoutExpired:
                 continue
-            if code and not _ending.is_set():
-                print(f"error: a process of this data-parallel run ended with exit code {code}; stopping the run",
-                      file=sys.stderr, flush=True)
+            if code and not _ending.is_set() and not _connected.is_set():
+                print(f"error: process rank {1 + _children.index(child) if child in _children else '?'} (pid "
+                      f"{child.pid}) of this data-parallel run ended with exit code {code} before training began; "
+                      f"stopping the run", file=sys.stderr, flush=True)
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
             children = [c for c in children if c is not child]

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from astdp.data.datamodule import has_val_split
 from astdp.data.mnist import DataError
-from astdp.errors import CheckpointError, ConfigError, DivergenceError, Interrupted
+from astdp.errors import CheckpointError, ConfigError, DivergenceError, Interrupted, PeerLostError
 from astdp.lit import images, launch, rundir  # noqa: F401 (rundir: the run folder's resolver, for evaluate.py)
 from astdp.lit import metrics as M
 from astdp.lit.build import (build_callbacks, build_datamodule, build_logger, build_module, build_trainer, finish_logger,
@@ -72,6 +72,10 @@ def guarded(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
             return failed_trial(cfg, e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except PeerLostError as e:  # a process of a data-parallel run died or hung: this one ends too
+        print(f"error: {e}; {_resume_hint(cfg)}", file=sys.stderr, flush=True)
+        _write({M.RUN_STATUS: "failed", M.RUN_ERROR: str(e)}, cfg.output_dir)
+        sys.exit(1)
     except Interrupted as e:
         _write({M.RUN_STATUS: "interrupted", M.RUN_ERROR: str(e)}, cfg.output_dir)
         if is_rank_zero():  # the process that saved the checkpoint says so, once
@@ -84,6 +88,15 @@ def guarded(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
     if is_rank_zero():
         print(M.summary_line(metrics, str(Path(cfg.output_dir) / "metrics.json")), flush=True)
     return metrics
+
+
+def _resume_hint(cfg: DictConfig) -> str:
+    """Which checkpoint a failed run resumes from, as the command-line value to give."""
+    folder = OmegaConf.select(cfg, "callbacks.checkpoint.dirpath", default=None)
+    last = Path(str(folder)) / "last.ckpt" if folder else None
+    if last is not None and last.exists():
+        return f"resume with ckpt_path={last}"
+    return "no checkpoint was saved yet: start the run again"
 
 
 def _setup(cfg: DictConfig, ckpt: dict | None = None, before_data: Callable | None = None):
