@@ -10,6 +10,11 @@ Everything after ``--`` goes to ``train.py trainer=ddp trainer.devices=2``. Prin
 (the last lines of stderr), ``shm_left`` (files of the run left in ``/dev/shm``), ``left`` (processes
 of the run still alive), ``resumed_exit_code`` (with ``--resume``: the same command with
 ``ckpt_path=<run>/checkpoints/last.ckpt``).
+
+``--torchrun``: the run is started by ``torchrun --standalone --nproc_per_node=2 --max-restarts=K``
+with ``ckpt_path=last``; after the kill, torchrun restarts the group, which resumes by itself. The
+script waits (``--deadline``) for the launch to end and prints its exit code and test accuracy;
+``--no-kill`` runs the same command uninterrupted, for comparison.
 """
 
 from __future__ import annotations
@@ -82,6 +87,43 @@ def shm_files() -> set[str]:
     return {p.name for p in Path("/dev/shm").glob("astdp-*")} if Path("/dev/shm").is_dir() else set()
 
 
+def _finish(command: list[str], run_dir: Path, args) -> int:
+    """Start ``command``; unless ``--no-kill``, kill ``--kill-rank`` once a checkpoint exists; wait for
+    the launch to end by itself; report its exit code, test accuracy and wall time."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    err_path = run_dir.parent / f"{run_dir.name}.stderr"
+    start = time.perf_counter()
+    killed = None
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
+        ckpt = run_dir / "checkpoints" / "last.ckpt"
+        if not args.no_kill:
+            while not ckpt.exists() and proc.poll() is None:
+                time.sleep(0.2)
+            time.sleep(args.after)
+            victim = rank_pid(proc.pid, args.kill_rank)
+            if victim is not None and proc.poll() is None:
+                os.kill(victim, signal.SIGKILL)
+                killed = victim
+        try:
+            proc.wait(timeout=args.deadline)
+        except subprocess.TimeoutExpired:
+            for p in [*descendants(proc.pid), proc.pid]:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except OSError:
+                    pass
+            proc.wait()
+    metrics = run_dir / "metrics.json"
+    m = json.loads(metrics.read_text()) if metrics.exists() else {}
+    lines = [ln for ln in err_path.read_text().splitlines() if ln.strip()]
+    print(json.dumps({"killed_pid": killed, "exit_code": proc.returncode, "test_acc": m.get("test/acc"),
+                      "run_status": m.get("run/status"), "wall_s": round(time.perf_counter() - start, 1),
+                      "global_step": m.get("trainer/global_step"), "last_lines": lines[-3:],
+                      "run_dir": str(run_dir)}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kill-rank", type=int, default=1)
@@ -89,12 +131,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--deadline", type=float, default=120.0, help="seconds the others get to end")
     ap.add_argument("--run-dir", type=Path, default=None, help="hydra.run.dir (default: a new folder in outputs/)")
     ap.add_argument("--resume", action="store_true", help="then resume from the checkpoint and report its exit code")
+    ap.add_argument("--torchrun", action="store_true",
+                    help="start through torchrun --standalone with ckpt_path=last; the kill should restart the group")
+    ap.add_argument("--max-restarts", type=int, default=1, help="with --torchrun")
+    ap.add_argument("--no-kill", action="store_true", help="the same run, uninterrupted (for comparison)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args(argv)
     run_dir = (args.run_dir or ROOT / "outputs" / "fault_trials" / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve()
     before_shm = shm_files()
-    command = [sys.executable, str(ROOT / "train.py"), "trainer=ddp", "trainer.devices=2", *args.overrides,
-               f"hydra.run.dir={run_dir}"]
+    if args.torchrun:
+        # each restart its own store: torch shares the agent's store with the workers, whose keys outlive a
+        # failed attempt (pytorch/pytorch#135712)
+        os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
+        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                  f"--max-restarts={args.max_restarts}", str(ROOT / "train.py"), "ckpt_path=last"]
+    else:
+        launch = [sys.executable, str(ROOT / "train.py")]
+    command = [*launch, "trainer=ddp", "trainer.devices=2", *args.overrides, f"hydra.run.dir={run_dir}"]
+    if args.torchrun or args.no_kill:  # the whole launch must finish by itself
+        return _finish(command, run_dir, args)
     err_path = run_dir.parent / f"{run_dir.name}.stderr"
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(err_path, "w") as err:

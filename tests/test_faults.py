@@ -119,3 +119,24 @@ def test_shared_exchange_gives_up_on_a_stuck_or_dead_peer(how):
         assert message.startswith(f"process rank 1 (pid {pid} ") and "has died" in message
         assert waited < 3  # the liveness check, well before the deadline
     assert set(Path("/dev/shm").glob("astdp-*")) == before
+
+
+def _torchrun(tmp_path: Path, *flags: str, timeout: int = 400) -> dict:
+    env = dict(os.environ, ASTDP_DATA_ROOT=str(tmp_path / "no_mnist_here"), OMP_NUM_THREADS="1",
+               PYTHONWARNINGS="ignore", WANDB_MODE="offline")
+    budget = [o for o in LONG_RUN if not o.startswith("data.max_epochs")] + ["data.max_epochs=3"]
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "fault_trial.py"), "--torchrun", *flags,
+                           "--deadline", "300", "--run-dir", str(tmp_path / "run"), "--", *budget],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_torchrun_restarts_a_killed_worker_and_the_run_resumes_and_finishes(tmp_path):
+    """torchrun --max-restarts=1 with ckpt_path=last: the same command line resumes after the restart."""
+    killed = _torchrun(tmp_path / "killed", "--kill-rank", "1", "--after", "1")
+    straight = _torchrun(tmp_path / "straight", "--no-kill")
+    assert killed["killed_pid"] is not None and killed["exit_code"] == 0 and straight["exit_code"] == 0, killed
+    assert killed["global_step"] == straight["global_step"]
+    assert abs(killed["test_acc"] - straight["test_acc"]) <= 0.05  # 100 test digits

@@ -52,3 +52,22 @@ def test_a_failed_process_stops_rank_zero(monkeypatch, capsys):
     launch._watch([ok, failed])  # returns once it has acted
     assert sent == [(os.getpid(), signal.SIGTERM)]
     assert "ended with exit code 3" in capsys.readouterr().err
+
+
+def test_processes_of_one_torchrun_or_srun_launch_share_a_run_folder_across_restarts(tmp_path, monkeypatch):
+    from astdp.lit.rundir import new_dir
+
+    for key in ("TORCHELASTIC_RUN_ID", "SLURM_JOB_ID", "SLURM_PROCID", "SLURM_NTASKS"):
+        monkeypatch.delenv(key, raising=False)
+    timed = str(tmp_path / "runs" / "2026-01-01_00-00-00")
+    assert new_dir(timed) == timed and new_dir(timed) == timed + "_1"  # alone: a new folder each time
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "abc")
+    first = new_dir(timed)
+    assert first == str(tmp_path / "runs" / "torchrun_abc") and new_dir(timed + "x") == first  # rank 1, a restart
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID")
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert new_dir(timed).startswith(timed)  # one task: no launch to share with
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    assert new_dir(timed) == str(tmp_path / "runs" / "slurm_77_0")

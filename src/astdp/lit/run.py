@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from astdp.data import ensure_files
 from astdp.data.datamodule import has_val_split
 from astdp.data.mnist import DataError
 from astdp.errors import CheckpointError, ConfigError, DivergenceError, Interrupted, PeerLostError
@@ -90,6 +91,19 @@ def guarded(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
     return metrics
 
 
+def resolve_last(cfg: DictConfig) -> None:
+    """``ckpt_path=last``: this run folder's ``checkpoints/last.ckpt`` if it exists, else a fresh start,
+    so that one command line serves the first start and every restart (torchrun ``--max-restarts``,
+    a requeued SLURM job, a rerun with ``hydra.run.dir`` of the run)."""
+    if str(cfg.get("ckpt_path")) != "last":
+        return
+    folder = OmegaConf.select(cfg, "callbacks.checkpoint.dirpath", default=None) or Path(cfg.output_dir) / "checkpoints"
+    last = Path(str(folder)) / "last.ckpt"
+    with open_dict(cfg):
+        cfg.ckpt_path = str(last) if last.exists() else None
+    log.info("ckpt_path=last: %s", f"resuming from {last}" if last.exists() else f"no {last} yet, starting afresh")
+
+
 def _resume_hint(cfg: DictConfig) -> str:
     """Which checkpoint a failed run resumes from, as the command-line value to give."""
     folder = OmegaConf.select(cfg, "callbacks.checkpoint.dirpath", default=None)
@@ -106,6 +120,7 @@ def _setup(cfg: DictConfig, ckpt: dict | None = None, before_data: Callable | No
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     validate(plain(cfg))
+    ensure_files(plain(cfg.data))  # a missing data set is one line before the model is built
     from pytorch_lightning import seed_everything
 
     seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -153,6 +168,7 @@ def train(cfg: DictConfig) -> dict:
             if getattr(cb, "dirpath", None):
                 check_writable(cb.dirpath)
 
+    resolve_last(cfg)
     ckpt = read_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
     module, dm = _setup(cfg, ckpt, before_data)
     del ckpt
