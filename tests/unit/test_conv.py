@@ -157,16 +157,17 @@ MODEL = dict(activation="hardsigmoid", eps=[0.5, 0.5], beta=[0.4, 0.5], beta_inp
 DEPTH = {"name": "tiny_conv", "hidden": HIDDEN, "lateral": False, "input_shape": [1, 6, 6]}
 
 
-def _system(engine, learner="supervised"):
-    extra = {"alpha": 0.02, "steps": 8, "free_steps": 3, "schedule": "constant"}
+def _system(engine, learner="supervised", **more):
+    extra = {"alpha": 0.02, "steps": 8, "free_steps": 3, "schedule": "constant", **more}
     sysm = build_system({**MODEL, "engine": engine}, {"name": learner, **extra}, DEPTH, 36, 3, 4, seed=3).to(D)
     sysm.relaxer.draws = "counter"  # the eager engine draws as the fused one does
     return sysm
 
 
 @needs_compiler
-def test_fused_matches_eager_on_a_conv_net():
-    eager, fast = _system("eager"), _system("fused")
+@pytest.mark.parametrize("shared_free", [False, True])
+def test_fused_matches_eager_on_a_conv_net(shared_free):
+    eager, fast = _system("eager", shared_free=shared_free), _system("fused", shared_free=shared_free)
     assert (eager.relaxer.engine, fast.relaxer.engine) == ("eager", "fused")
     g = torch.Generator().manual_seed(11)
     for _ in range(3):
