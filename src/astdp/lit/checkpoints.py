@@ -71,6 +71,12 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     _fsync_dir(path.parent)
 
 
+def rank_file(checkpoint: str | Path, rank: int) -> Path:
+    """Where rank ``rank`` (>= 1) of a data-parallel run keeps its own state beside ``checkpoint``."""
+    checkpoint = Path(str(checkpoint))
+    return checkpoint.with_name(f"{checkpoint.name}.rank{rank}")
+
+
 def remove_stale_temps(folder: str | Path) -> list[Path]:
     """Delete the temporary files of saves that were killed (``.<name>.<random>.tmp``)."""
     folder = Path(folder)
@@ -130,6 +136,10 @@ class RunCheckpoint(Checkpoint):
     def save(self, trainer, name: str | None = None) -> Path:
         path = self.dirpath / (name or self.LAST)
         trainer.save_checkpoint(str(path), weights_only=False)
+        rank_state = getattr(trainer.lightning_module, "rank_state", None)
+        if trainer.world_size > 1 and trainer.global_rank > 0 and rank_state is not None:
+            atomic_save({"global_step": trainer.global_step, "world_size": trainer.world_size,
+                         "state": rank_state()}, rank_file(path, trainer.global_rank))
         if name is None:
             self.last_saved_step = trainer.global_step
         return path
@@ -269,6 +279,15 @@ def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
         raise CheckpointError(f"{key}={path} is a folder, not a checkpoint file: give e.g. {path}/last.ckpt")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{key}={path} is empty (0 bytes): use an earlier checkpoint")
+    ckpt = load_safely(path, key)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{key}={path} is not a checkpoint written by train.py (no state_dict in it)")
+    upgrade_state_dict(ckpt["state_dict"])
+    return ckpt
+
+
+def load_safely(path: str | Path, key: str = "ckpt_path"):
+    """``torch.load`` with ``weights_only=True``; a refused type or a corrupt file is one clear error."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -280,9 +299,6 @@ def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"{key}={path} is not a readable checkpoint (truncated or corrupt: {reason}): "
                               f"use another checkpoint") from e
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"{key}={path} is not a checkpoint written by train.py (no state_dict in it)")
-    upgrade_state_dict(ckpt["state_dict"])
     return ckpt
 
 

@@ -191,6 +191,7 @@ class PeriodicSum:
         local = (not tensors[0].is_cuda and dist.get_world_size(group) > 1 and SharedGather.usable(group))
         self.shared = SharedGather(group) if local else None
         self._pending = None  # (the tensors sent, the flagged ones, this process's message, the sum, gloo's work)
+        self._arrived = False  # the pending sum is in `summed` already (waited for by state_dict)
 
     @torch.no_grad()
     def sync(self, overlap: bool = False) -> None:
@@ -219,18 +220,48 @@ class PeriodicSum:
             with collective():
                 work = dist.all_reduce(summed, op=dist.ReduceOp.SUM, group=self.group, async_op=True)
         self._pending = (sent, flagged, message, summed, work)
+        self._arrived = False
         self.calls += 1
         self.bytes += message.numel() * message.element_size()
 
-    def _complete(self) -> bool:
-        """Apply the sum in flight: the agreed weights gain it, and each tensor keeps what this process
-        learnt since it sent its changes. True if a flagged tensor changed somewhere (it is back in)."""
-        sent, flagged, message, summed, work = self._pending
+    def _arrive(self) -> None:
+        """Wait for the pending sum to be in ``summed``, without applying it."""
+        if self._arrived:
+            return
+        work = self._pending[4]
         if work is None:
             self.shared.wait()
         else:
             with collective():
                 work.wait()
+        self._arrived = True
+
+    def state_dict(self) -> dict:
+        """What this process needs to go on exactly: the agreed weights, which tensors travel, and the
+        sum in flight (waited for here, not applied: it is applied where it would have been)."""
+        state = {"last": [t.clone() for t in self.last], "active": list(self.active)}
+        if self._pending is not None:
+            self._arrive()
+            sent, flagged, message, summed, _ = self._pending
+            state["pending"] = {"sent": sent, "flagged": flagged, "message": message.clone(), "summed": summed.clone()}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for mine, saved in zip(self.last, state["last"]):
+            mine.copy_(saved)
+        self.active = [bool(a) for a in state["active"]]
+        pending = state.get("pending")
+        if pending is not None:
+            device = self.last[0].device
+            self._pending = (list(pending["sent"]), list(pending["flagged"]), pending["message"].to(device),
+                             pending["summed"].to(device), None)
+            self._arrived = True
+
+    def _complete(self) -> bool:
+        """Apply the sum in flight: the agreed weights gain it, and each tensor keeps what this process
+        learnt since it sent its changes. True if a flagged tensor changed somewhere (it is back in)."""
+        self._arrive()
+        sent, flagged, message, summed, _ = self._pending
         self._pending = None
         at = 0
         for i in sent:

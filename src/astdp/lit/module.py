@@ -28,7 +28,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from astdp.errors import DivergenceError
 from astdp.factory import build_system
 from astdp.lit import images
-from astdp.lit.checkpoints import upgrade_state_dict
+from astdp.lit.checkpoints import load_safely, rank_file, upgrade_state_dict
 from astdp.lit.ddp import AllReduceSum, PeriodicSum, is_rank_zero, weight_spread, world_size
 from astdp.lit import metrics as M
 
@@ -75,6 +75,7 @@ class AstdpLitModule(LightningModule):
         self.val_inpaint, self.test_inpaint, self.test_inpaint_blank = MeanMetric(), MeanMetric(), MeanMetric()
         self.run_config: dict | None = None  # the resolved run config, stored in checkpoints
         self.saved_world_size: int | None = None  # processes of the run that wrote the checkpoint resumed from
+        self._rank_resume: dict | None = None  # this process's own state from the checkpoint, for on_train_start
         self.periodic: PeriodicSum | None = None  # sync=periodic: the weights at the last synchronisation
         self.weight_spread: float | None = None  # several processes: max |W - W on rank 0| after training
         self.engine_chosen = False  # model.engine=auto is settled once per run, from its length
@@ -98,6 +99,7 @@ class AstdpLitModule(LightningModule):
                 f"training diverged at batch {self.global_step} ({why}) with learner.alpha="
                 f"{plast.current_alpha:.3g}{smoothing} in use: {fix} or use a decaying learner.schedule")
         self.optimizers().step()  # counts this batch in global_step; weights changed in train_batch
+        self._periodic_sync()
         self.samples_seen += x.shape[0] * self.trainer.world_size  # the combined batch of all processes
         self.log(M.TRAIN_COST, self.system.visible_cost(x, y), prog_bar=True, batch_size=x.shape[0])
         self.log_dict({M.TRAIN_DZ: stats.dz_abs, M.TRAIN_FAKE: stats.fake_rate,
@@ -112,7 +114,10 @@ class AstdpLitModule(LightningModule):
                      self.saved_world_size, world)
         if world_size() > 1 and getattr(self.trainer.strategy, "sync", "step") == "periodic":
             self.periodic = PeriodicSum(list(self.system.parameters()))  # on the device, after a resume
-        if self.global_rank > 0:  # every process draws its own fake targets (rank 0's are restored on resume)
+        if self._rank_resume is not None:  # this process's own state, saved with the checkpoint: exact
+            self._load_rank_state(self._rank_resume)
+            self._rank_resume = None
+        elif self.global_rank > 0:  # every process draws its own fake targets (rank 0's are restored on resume)
             self.system.relaxer.generator.manual_seed(hash((self.seed, self.global_rank, self.global_step)) % 2**62)
             self.system.relaxer.seed_draws(hash((self.seed, self.global_rank, self.global_step)) % 2**62)
         self._choose_engine(self.trainer.estimated_stepping_batches, self.system.learner.steps)
@@ -133,7 +138,9 @@ class AstdpLitModule(LightningModule):
         if not self.engine_chosen:  # evaluate.py: testing is the whole run
             self._choose_engine(sum(self.trainer.num_test_batches), self.test_steps)
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+    def _periodic_sync(self) -> None:
+        """``sync=periodic``: at the end of the training step, so that a checkpoint saved after the
+        batch (callbacks run before the module's own batch-end hook) holds the sum this batch sent."""
         if self.periodic is not None and (self.global_step % self.trainer.strategy.sync_every == 0
                                           or self.trainer.is_last_batch):
             # the epoch's last sum completes at once: validation and the checkpoint see the same weights everywhere
@@ -242,6 +249,57 @@ class AstdpLitModule(LightningModule):
             checkpoint["astdp_val_acc_best"] = self.val_acc_best.compute()
         if self.run_config is not None:
             checkpoint["astdp_config"] = self.run_config
+        if self._trainer is not None and self.trainer.world_size > 1:
+            checkpoint["astdp_rank_state"] = self.rank_state()  # rank 0's, the only one written here
+
+    def rank_state(self) -> dict:
+        """What is this process's own in a data-parallel run, and a checkpoint written by rank 0 lacks
+        for the others: its generators and draw counter, learner counters, persistent states (every
+        buffer of the System) and, with ``sync=periodic``, its own weights and the sum in flight. Ranks
+        >= 1 save it beside the checkpoint (:meth:`RunCheckpoint.save`), so that a resume is exact."""
+        relaxer = self.system.relaxer
+        return {"rng": self.system.generator.get_state(), "rng_device": self.system.device_rng_state(),
+                "learner": self.system.learner.state_dict(), "draw_counter": relaxer.draw_counter.clone(),
+                "draw_key": relaxer.draw_key.clone(),
+                "buffers": {k: v.detach().clone() for k, v in self.system.named_buffers()},
+                "params": ({k: v.detach().clone() for k, v in self.system.named_parameters()}
+                           if self.periodic is not None else None),
+                "periodic": self.periodic.state_dict() if self.periodic is not None else None}
+
+    def _load_rank_state(self, state: dict) -> None:
+        relaxer = self.system.relaxer
+        self.system.generator.set_state(state["rng"])
+        if state.get("rng_device") is not None:
+            self.system.set_device_rng_state(state["rng_device"])
+        self.system.learner.load_state_dict(state["learner"] or {})
+        relaxer.draw_counter.copy_(state["draw_counter"])
+        relaxer.draw_key = state["draw_key"].to(relaxer.draw_key.device)
+        buffers = dict(self.system.named_buffers())
+        for k, v in state["buffers"].items():
+            buffers[k].copy_(v)
+        if state.get("params") is not None:
+            params = dict(self.system.named_parameters())
+            for k, v in state["params"].items():
+                params[k].copy_(v)
+        if state.get("periodic") is not None and self.periodic is not None:
+            self.periodic.load_state_dict(state["periodic"])
+
+    def _find_rank_state(self, checkpoint: dict) -> dict | None:
+        """This process's own state for a resume with as many processes as the checkpoint's run: rank 0's
+        inside it, the others' in ``<checkpoint>.rank<r>`` of the same batch (else None: rank 0's is used)."""
+        if self._trainer is None or self.trainer.world_size <= 1 or self.saved_world_size != self.trainer.world_size:
+            return None
+        if self.global_rank == 0:
+            return checkpoint.get("astdp_rank_state")
+        path = rank_file(self.trainer.ckpt_path, self.global_rank) if self.trainer.ckpt_path else None
+        if path is None or not path.exists():
+            return None
+        saved = load_safely(path, key=f"rank {self.global_rank}'s state")
+        if not isinstance(saved, dict) or saved.get("global_step") != checkpoint.get("global_step"):
+            log.warning("rank %d: %s is not of the checkpoint's batch: this process goes on from rank 0's "
+                        "persistent states", self.global_rank, path)
+            return None
+        return saved["state"]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "astdp_rng" in checkpoint:
@@ -252,6 +310,7 @@ class AstdpLitModule(LightningModule):
         self.system.learner.load_state_dict(checkpoint.get("astdp_learner") or {})
         self.system.relaxer.draw_counter.fill_(int(checkpoint.get("astdp_draws", 0)))
         self.saved_world_size = int(checkpoint.get("astdp_world_size", 1))
+        self._rank_resume = self._find_rank_state(checkpoint)
         if "astdp_val_acc_best" in checkpoint:
             self.val_acc_best.reset()
             self.val_acc_best.update(checkpoint["astdp_val_acc_best"])

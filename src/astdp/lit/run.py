@@ -110,6 +110,8 @@ def _resume_hint(cfg: DictConfig) -> str:
     last = Path(str(folder)) / "last.ckpt" if folder else None
     if last is not None and last.exists():
         return f"resume with ckpt_path={last}"
+    if cfg.get("ckpt_path"):
+        return f"no newer checkpoint was saved: resume again with ckpt_path={cfg.ckpt_path}"
     return "no checkpoint was saved yet: start the run again"
 
 
