@@ -16,13 +16,9 @@ from tests.conftest import FALLBACK_MNIST, run_entry
 
 
 def _config(overrides):
-    """The config a run with these overrides saves (``.hydra/config.yaml``), or a stub where the
-    overrides only compose inside a sweep."""
-    try:
-        with initialize_config_dir(config_dir=str(report.CONF_DIR), version_base="1.3"):
-            return OmegaConf.to_yaml(compose("train", overrides=list(overrides)))
-    except Exception:
-        return yaml.safe_dump({"task_name": "train", "seed": 0})
+    """The config a run with these overrides saves (``.hydra/config.yaml``); a broken compose fails the test."""
+    with initialize_config_dir(config_dir=str(report.CONF_DIR), version_base="1.3"):
+        return OmegaConf.to_yaml(compose("train", overrides=list(overrides)))
 
 
 def _run(folder, experiment, metrics, extra=(), config=None):
@@ -240,3 +236,18 @@ def test_report_on_a_folder_without_runs_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: no runs under {tmp_path} (no metrics.json in it or below it)"
     assert report.main([str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.strip() == f"error: no such runs folder: {tmp_path / 'missing'}"
+
+
+def test_runs_with_other_process_counts_are_other_groups(tmp_path):
+    """Two processes train on twice the combined batch: never averaged with one process, nor 2 with 4."""
+    metrics = {"test/acc": 0.9, "infer/steps": 50.0}
+    _run(tmp_path / "a", "table2_h512", metrics)
+    _run(tmp_path / "b", "table2_h512", metrics, ["seed=1"])
+    _run(tmp_path / "c", "table2_h512", metrics, ["trainer=ddp", "trainer.devices=2"])
+    _run(tmp_path / "d", "table2_h512", metrics, ["trainer=ddp", "trainer.devices=4"])
+    _run(tmp_path / "e", "table2_h512", metrics, ["trainer=ddp", "trainer.devices=2", "trainer.num_nodes=2"])
+    runs = report.find_runs(tmp_path)
+    report.name_groups(runs)
+    group = {Path(r.path).name: r.group for r in runs}
+    assert group["a"] == group["b"]  # seeds only
+    assert len({group[k] for k in "acde"}) == 4, group

@@ -106,13 +106,13 @@ COLUMNS = ["table", "row", "metric", "paper", "ours", "ours_min", "ours_max", "r
 
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-# overrides that do not change what a run computes: runs differing only in these are averaged
-INCIDENTAL = ("seed", "data.root", "logger", "threads", "trainer.accelerator", "trainer.devices", "ckpt_path")
+# overrides that do not change what a run computes: runs differing only in these are averaged (the number of
+# processes, trainer.devices and trainer.num_nodes, does: their combined batch and exchanges differ)
+INCIDENTAL = ("seed", "data.root", "logger", "threads", "trainer.accelerator", "ckpt_path")
 # the config sections that decide what a run computes, and their keys that do not
 COMPARED = ("data", "model", "learner", "depth", "trainer")
 INCIDENTAL_KEYS = ("data.root", "data.num_workers", "data.download", "data.allow_fallback", "trainer.accelerator",
-                   "trainer.devices", "trainer.default_root_dir", "trainer.enable_progress_bar",
-                   "trainer.log_every_n_steps")
+                   "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.log_every_n_steps")
 # the sweep table: top-level config keys that do not name a group, and config groups whose option does not either
 SWEEP_SKIPPED = ("seed", "threads", "output_dir", "ckpt_path", "logger", "callbacks", "tags", "group",
                  "optimized_metric", "hydra")
