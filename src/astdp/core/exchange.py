@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from astdp.core import plasticity
+from astdp.core.hooks import FactorGather
 from astdp.core.workspace import Workspace
 
 
@@ -48,8 +49,8 @@ class FactorExchange:
     def _exchange_begin(self, ws: Workspace, alpha: float, scales) -> None:
         """Data parallel: sum the processes' updates as dense matrices, or build them from gathered factors.
 
-        A learning phase under a ``reduce_hook`` that can gather (``hook.factors``, ``hook.gather``,
-        ``hook.gather_start`` / ``hook.gather_wait``) may take every step's update from the factors
+        A learning phase under a ``reduce_hook`` that can gather (a :class:`~astdp.core.hooks.FactorGather`)
+        may take every step's update from the factors
         of eq (15) instead of summing dense deltas: each process sends its ``dz`` and ``z_s`` (the
         columns after exactly clamped inputs) and computes ``sum_p dz_p^T z_p`` from everyone's,
         which is the sum the dense hook forms, in one product over the gathered batch. The plan is
@@ -63,7 +64,7 @@ class FactorExchange:
         """
         ws.factors, ws.exchange = False, None
         hook = self.reduce_hook
-        if alpha <= 0 or hook is None or not hasattr(hook, "gather") or self.plast.smoothing > 0:
+        if alpha <= 0 or not isinstance(hook, FactorGather) or self.plast.smoothing > 0:
             return
         if self.net.topology.convs:  # conv blocks send their dense kernel deltas (plasticity.apply)
             return

@@ -35,6 +35,7 @@ import torch.distributed as dist
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.utilities import rank_zero_only
 
+from astdp.core.hooks import FactorGather
 from astdp.errors import PeerLostError
 from astdp.lit.launch import LAUNCH_VARIABLES, connected, job_command, restore_variables
 
@@ -400,7 +401,7 @@ def _deliver(regions: list[torch.Tensor], outs: Sequence[torch.Tensor], sum_outs
 EXCHANGES = ("auto", "dense", "factors")  # how sync=step sends a step's updates (AllReduceSum.exchange)
 
 
-class AllReduceSum:
+class AllReduceSum(FactorGather):
     """A relaxer ``reduce_hook``: sums a step's weight and bias updates over all processes, in place.
 
     Two ways, chosen per phase by the relaxer through :meth:`factors`:
