@@ -1,5 +1,5 @@
-"""The errors a user can act on, shared by every layer above the science (``lit/``, ``experiments/``,
-``report``): each ends a run with one line on stderr (``train.py`` prints ``error: <message>``).
+"""The errors a user can act on, shared by every layer above the science (``data/``, ``lit/``,
+``experiments/``): each ends a run with one line on stderr (``train.py`` prints ``error: <message>``).
 
 Defined here, below all their users, so that no layer imports another sideways or upwards for them.
 """
@@ -13,6 +13,10 @@ class ConfigError(ValueError):
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be written or read, or that is refused because loading it could run code."""
+
+
+class DataError(RuntimeError):
+    """A data problem the user can fix (missing or corrupt files, a refused fallback), said in one line."""
 
 
 class DivergenceError(RuntimeError):

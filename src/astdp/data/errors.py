@@ -1,5 +1,5 @@
-"""The data layer's error type, shared by every loader and by the harness that reports it."""
+"""The data layer's error type (defined with the others in :mod:`astdp.errors`), for every loader here."""
 
+from astdp.errors import DataError
 
-class DataError(RuntimeError):
-    """A data problem the user can fix (missing or corrupt files, a refused fallback), said in one line."""
+__all__ = ["DataError"]

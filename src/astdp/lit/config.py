@@ -21,6 +21,7 @@ from astdp.core.engine import FakeTargets
 from astdp.data.datamodule import NAMES as DATA_NAMES
 from astdp.data.datamodule import AstdpDataModule
 from astdp.data.toy import STRIDES
+from astdp.data.vision import SETS as IMAGE_SETS
 from astdp.errors import ConfigError
 from astdp.learners import LEARNERS
 from astdp.system import ENGINE_CHOICES
@@ -54,8 +55,8 @@ def pair(key: str, v: Any) -> None:
 def validate_data(data: Mapping[str, Any]) -> None:
     name = data.get("name")
     need(name in DATA_NAMES, f"data.name must be one of {list(DATA_NAMES)}, got {name!r}")
-    if name == "mnist":
-        check_root(data.get("root"))
+    if name == "mnist" or name in IMAGE_SETS:
+        check_root(data.get("root"), "MNIST/raw/" if name == "mnist" else (IMAGE_SETS[name].folder or ".") + "/")
     int_at_least("data.batch_size", data.get("batch_size"), 1)
     int_at_least("data.n_train", data.get("n_train"), 1, optional=True)
     int_at_least("data.n_test", data.get("n_test"), 1, optional=True)
@@ -224,15 +225,16 @@ def default_root() -> str:
     return os.environ.get("ASTDP_DATA_ROOT", "data")
 
 
-def check_root(root: Any) -> None:
+def check_root(root: Any, holds: str = "MNIST/raw/") -> None:
     """An explicit ``data.root`` must be an existing folder; only the default root may be created (by
-    the download) or fall back to the 5,000 bundled digits."""
+    the download) or, for MNIST, fall back to the 5,000 bundled digits. ``holds``: the data set's
+    folder under it, in torchvision's layout."""
     need(isinstance(root, str) and root != "", f"data.root must be a folder path, got {root!r}")
     path = Path(root)
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"data.root={root} is a file, not a folder: give the folder that holds MNIST/raw/")
+        raise ConfigError(f"data.root={root} is a file, not a folder: give the folder that holds {holds}")
     if not path.exists() and os.path.normpath(root) != os.path.normpath(default_root()):
-        raise ConfigError(f"data.root={root} does not exist: give the folder that holds MNIST/raw/ "
+        raise ConfigError(f"data.root={root} does not exist: give the folder that holds {holds} "
                           f"(or leave data.root unset to download into {default_root()}/)")
 
 

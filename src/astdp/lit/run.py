@@ -15,8 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from astdp.data import ensure_files
 from astdp.data.datamodule import has_val_split
-from astdp.data.mnist import DataError
-from astdp.errors import CheckpointError, ConfigError, DivergenceError, Interrupted, PeerLostError
+from astdp.errors import CheckpointError, ConfigError, DataError, DivergenceError, Interrupted, PeerLostError
 from astdp.lit import images, launch, rundir  # noqa: F401 (rundir: the run folder's resolver, for evaluate.py)
 from astdp.lit import metrics as M
 from astdp.lit.build import (build_callbacks, build_datamodule, build_logger, build_module, build_trainer, finish_logger,
