@@ -208,3 +208,12 @@ def test_bad_exchange_is_named(compose_cfg):
     cfg = compose_cfg(["trainer=ddp", "trainer.strategy.exchange=sometimes"])
     with pytest.raises(ConfigError, match=r"trainer.strategy.exchange must be one of \['auto', 'dense', 'factors'\]"):
         validate(OmegaConf.to_container(cfg, resolve=True))
+
+
+@pytest.mark.parametrize("learner", ["self_supervised", "generation"])
+def test_one_channel_learners_refuse_colour_images_in_one_line(compose_cfg, learner):
+    cfg = compose_cfg([f"learner={learner}", "data=cifar10"])
+    with pytest.raises(ConfigError, match=f"learner={learner} draws and covers one-channel images, but data=cifar10 "
+                                          "has 3 channels"):
+        validate(OmegaConf.to_container(cfg, resolve=True))
+    validate(OmegaConf.to_container(compose_cfg([f"learner={learner}", "data=fashion_mnist"]), resolve=True))

@@ -132,6 +132,9 @@ def validate_depth(depth: Mapping[str, Any], data: Mapping[str, Any], learner: s
         raise ConfigError(str(e)) from e
 
 
+GRAYSCALE_LEARNERS = ("self_supervised", "generation")  # their squares and drawings are of one-channel images
+
+
 def validate(cfg: Mapping[str, Any]) -> None:
     """Checks a resolved run config (plain dict or DictConfig)."""
     int_at_least("seed", cfg.get("seed"), 0)
@@ -141,6 +144,11 @@ def validate(cfg: Mapping[str, Any]) -> None:
     if cfg["learner"]["name"] not in BP_LEARNERS:
         validate_model(cfg["model"])
     validate_depth(cfg["depth"], cfg["data"], cfg["learner"]["name"])
+    shape = cfg["data"].get("image_shape")
+    if cfg["learner"]["name"] in GRAYSCALE_LEARNERS and shape is not None and int(shape[0]) != 1:
+        raise ConfigError(f"learner={cfg['learner']['name']} draws and covers one-channel images, but "
+                          f"data={cfg['data'].get('name')} has {int(shape[0])} channels: use it with learner=supervised, "
+                          f"unsupervised, ep or bp_ce / bp_mse")
     trainer = cfg.get("trainer") or {}
     for key in ("max_epochs", "max_steps"):
         v = trainer.get(key)
