@@ -151,8 +151,9 @@ def hold() -> None:
 
 
 def release() -> None:
-    """In rank 0: let the held processes go on, and watch them: if one fails, the run cannot go on
-    (rank 0 would wait for it), so rank 0 is stopped as by a SIGTERM (its checkpoint-on-signal applies)."""
+    """In rank 0: let the held processes go on, and watch them until they have met (:func:`connected`):
+    if one fails before, rank 0 would wait for it at the rendezvous, so it is stopped as by a SIGTERM.
+    Afterwards a dead process is noticed by the waits themselves (:class:`astdp.lit.ddp.Peers`)."""
     if not _children:
         return
     for child in _children:

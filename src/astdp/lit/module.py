@@ -108,7 +108,7 @@ class AstdpLitModule(LightningModule):
 
     def on_train_start(self) -> None:
         world = self.trainer.world_size
-        if self.saved_world_size is not None and max(world, self.saved_world_size) > 1 and is_rank_zero():
+        if self.saved_world_size is not None and self.saved_world_size != world and is_rank_zero():
             log.info("resume: the checkpoint was written by %d process(es), training goes on with %d; every "
                      "process starts from the persistent states of the writing run's rank 0",
                      self.saved_world_size, world)
