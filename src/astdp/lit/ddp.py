@@ -78,11 +78,14 @@ class Peers:
     def describe(self, ranks: Sequence[int]) -> str:
         return ", ".join(f"rank {r} (pid {self.pids[r]} on {self.hosts[r]})" for r in ranks)
 
-    def check(self, waiting_for: Sequence[int] = ()) -> None:
-        """Raise :class:`PeerLostError` if a process of the run has died (those in ``waiting_for`` first)."""
+    def _died(self, ranks: Sequence[int]) -> PeerLostError:
+        return PeerLostError(f"process {self.describe(ranks)} of this data-parallel run has died")
+
+    def check(self) -> None:
+        """Raise :class:`PeerLostError` if a process of the run on this machine has died."""
         dead = self.dead()
         if dead:
-            raise PeerLostError(f"process {self.describe(dead)} of this data-parallel run has died")
+            raise self._died(dead)
 
     def lost(self, error: BaseException | None = None, waiting_for: Sequence[int] = ()) -> PeerLostError:
         """The error for a wait that failed (``error``: the collective's) or ran past its deadline."""
@@ -92,22 +95,16 @@ class Peers:
             time.sleep(0.05)
             dead = self.dead()
         if dead:
-            return PeerLostError(f"process {self.describe(dead)} of this data-parallel run has died")
+            return self._died(dead)
         if error is not None:
             reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
-            return PeerLostError(f"a process of this data-parallel run on another machine stopped answering "
-                                 f"({reason})")
+            return PeerLostError(f"a process of this data-parallel run stopped answering ({reason})")
         who = self.describe(waiting_for) if waiting_for else "a process"
         return PeerLostError(f"{who} of this data-parallel run gave no answer within trainer.strategy.timeout="
                              f"{self.timeout_s:g} s: it is stuck or its machine is unreachable")
 
 
-_peers: Peers | None = None
-
-
-def peers() -> Peers | None:
-    """The processes of the data-parallel run in progress (None: one process)."""
-    return _peers
+_peers: Peers | None = None  # the processes of the data-parallel run in progress (None: one process)
 
 
 def _alive(pid: int) -> bool:
@@ -148,7 +145,7 @@ def transport_failure(error: BaseException) -> PeerLostError | None:
 @contextmanager
 def collective():
     """Around torch.distributed calls: a failure (a dead peer's closed connection, a timeout) becomes
-    one :class:`PeerLostError` that names the process, where it can be known."""
+    one :class:`PeerLostError` that names the process, where it can be known; other errors pass."""
     try:
         yield
     except RuntimeError as e:
@@ -383,7 +380,7 @@ class SharedGather:
                 last_check = now
                 behind = [int(r) for r in np.flatnonzero(self.flags < k)]
                 if _peers is not None:
-                    _peers.check(behind)
+                    _peers.check()
                 if now - start > limit:
                     raise (_peers.lost(waiting_for=behind) if _peers is not None else
                            PeerLostError(f"ranks {behind} gave no answer within {limit:g} s"))
@@ -524,12 +521,8 @@ def run_scope():
     global _peers
     before = {k: os.environ.get(k) for k in LAUNCH_VARIABLES}
     try:
-        yield
-    except RuntimeError as e:  # Lightning's own collectives: the same one line as ours
-        lost = transport_failure(e)
-        if lost is None or lost is e:
-            raise
-        raise lost from None
+        with collective():  # Lightning's own collectives too: the same one line as ours
+            yield
     finally:
         _peers = None
         if dist.is_available() and dist.is_initialized():
