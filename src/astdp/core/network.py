@@ -13,6 +13,11 @@ layer owns one matrix per *contiguous span* of sending neurons, so a hidden laye
 connections reads ``[h_{k-1} | h_k | h_{k+1}]`` with one GEMM, and nothing is stored for pairs
 that are not connected (no dense N x N matrix, no masks except the lateral diagonal).
 
+Convolutional layers (``Topology.build`` with mappings in ``hidden``; not in the paper): a layer of
+maps (C, H, W) is still a flat slice of the state; the pair of layers a convolution joins has no dense
+blocks but one kernel (``Network.kernels``, :class:`~astdp.core.blocks.Conv2dPool`) serving both
+directions; dense blocks remain where a conv layer meets a dense one (the outputs).
+
 Initialisation (§3.1): ``W[i, j] ~ U(-x, x)``, ``x = sqrt(6 / fan_in(i))``, with independent draws
 for ``W[i, j]`` and ``W[j, i]`` (the weights are asymmetric and never symmetrised). Biases are zero
 by default (``bias_init="uniform"`` draws them like the weights).
