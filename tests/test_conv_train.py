@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from tests.conftest import FALLBACK_DATA, TINY, last_line
 
@@ -27,3 +28,17 @@ def test_a_conv_depth_for_other_images_is_one_line(run_script):
     assert proc.returncode != 0
     assert "depth=conv_cifar_small takes inputs of shape [3, 32, 32]" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_a_conv_run_resumes_bit_for_bit_inside_an_epoch(compose_cfg, tmp_path, monkeypatch):
+    """As the dense nets' test in test_reliability.py: stopped after batch 5 of 8, resumed, the same run."""
+    from tests.test_reliability import SMALL, StopAt, _assert_same_run, _cfg, _fit, _interrupt
+
+    monkeypatch.setenv("ASTDP_DATA_ROOT", str(tmp_path / "no_mnist_here"))
+    small = [a for a in SMALL if not a.startswith("depth.hidden")] + ["depth=conv_mnist", "model.engine=eager"]
+    straight, t_straight = _fit(_cfg(compose_cfg, tmp_path / "straight", *small))
+    cfg = _cfg(compose_cfg, tmp_path / "mid", *small)
+    ckpt = _interrupt(cfg, StopAt(step=5))
+    resumed, t_resumed = _fit(cfg, ckpt_path=str(ckpt))
+    _assert_same_run(straight, resumed, t_straight, t_resumed)
+    assert all(torch.equal(a, b) for a, b in zip(straight.system.net.kernels, resumed.system.net.kernels))
