@@ -203,3 +203,24 @@ def test_ep_estimate_of_a_kernel_is_its_unrolled_pairs_estimate():
         pre, post = slice(*conv.pre_cols), slice(*conv.post_cols)
         want = torch.stack([(m * outer[post, pre]).sum() for m in basis]).view(conv.weight_shape)
         torch.testing.assert_close(g, want, rtol=0, atol=1e-6)
+
+
+def test_dense_block_states_what_the_engine_computes_for_a_dense_block():
+    """One relaxation step's drive of a dense layer equals Dense.drive of its blocks plus the bias."""
+    from astdp.core import dynamics
+    from astdp.core.blocks import Dense
+
+    topo = Topology.build(6, [5, 4], 3, False)
+    net = Network.init(topo, torch.Generator().manual_seed(0), bias_init="uniform", dtype=D)
+    z = torch.rand(4, topo.n, dtype=D, generator=torch.Generator().manual_seed(1))
+    out = torch.zeros_like(z)
+    dynamics.drive_into(net, z, out)
+    for layer in range(topo.n_layers):
+        sl = topo.slice(layer)
+        want = net.biases[layer] + sum(Dense((b.lo, b.hi), (sl.start, sl.stop)).drive(z, net.weights[k])
+                                       for k, b in enumerate(topo.blocks) if b.post == layer)
+        torch.testing.assert_close(out[:, sl], want, rtol=0, atol=1e-12)
+    blk, w = topo.blocks[0], net.weights[0]
+    dense = Dense((blk.lo, blk.hi), (topo.slice(blk.post).start, topo.slice(blk.post).stop))
+    torch.testing.assert_close(dense.feedback(z, w), z[:, topo.slice(blk.post)] @ w)
+    torch.testing.assert_close(dense.update(z, z), z[:, topo.slice(blk.post)].t() @ z[:, blk.lo : blk.hi])
