@@ -21,7 +21,7 @@ def _tensors(ckpt) -> dict:
     return {k: v for k, v in sd.items() if k.startswith("system.")}
 
 
-@pytest.mark.parametrize("sync", ["step", "periodic"])
+@pytest.mark.parametrize("sync", ["step", pytest.param("periodic", marks=pytest.mark.slow)])
 def test_stopped_and_resumed_equals_uninterrupted(run_script, tmp_path, sync):
     mode = [f"trainer.strategy.sync={sync}"]
     run_script("train.py", *RUN, *mode, f"hydra.run.dir={tmp_path / 'straight'}",

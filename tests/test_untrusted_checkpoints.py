@@ -3,13 +3,12 @@ line that names the type, a file whose pickle asks for anything but tensors and 
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from astdp.errors import CheckpointError
 from astdp.lit.checkpoints import read_checkpoint
@@ -52,30 +51,51 @@ def test_read_checkpoint_refuses_it_naming_the_type_and_nothing_runs(hostile):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("script,extra", [("train.py", [*TOY, "logger=none"]), ("evaluate.py", ["logger=none"])])
-def test_train_and_evaluate_refuse_it_with_a_non_zero_exit(run_script, hostile, script, extra):
+def test_evaluate_refuses_it_with_a_non_zero_exit(run_script, hostile):
     path, marker = hostile
-    proc = run_script(script, f"ckpt_path={path}", *extra, check=False, timeout=120)
+    proc = run_script("evaluate.py", f"ckpt_path={path}", "logger=none", check=False, timeout=120)
     assert proc.returncode != 0
     line = last_line(proc.stderr)
     assert line.startswith("error: ckpt_path=") and "refused without running anything" in line, proc.stderr[-2000:]
     assert not marker.exists()
 
 
-def test_a_trusted_old_checkpoint_converts_once_and_then_loads(run_script, tmp_path):
+def test_train_refuses_it_in_one_line_with_exit_code_2(compose_cfg, hostile, capsys):
+    from astdp.lit import run as R
+
+    path, marker = hostile
+    cfg = compose_cfg([*TOY, "logger=none", f"ckpt_path={path}"])
+    with pytest.raises(SystemExit) as info:
+        R.guarded(R.train, cfg)
+    assert info.value.code == 2 and not marker.exists()
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds a Python object of type posix.system" in err, err
+
+
+def _convert_main():
+    spec = importlib.util.spec_from_file_location("convert_checkpoint", ROOT / "scripts" / "convert_checkpoint.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_a_trusted_old_checkpoint_converts_once_and_then_loads(compose_cfg, run_script, tmp_path, capsys):
     """An old-style file (config as a DictConfig) is refused, then converted with --trust and accepted."""
-    run_script("train.py", *TOY, "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
-    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    old = torch.load(ckpt, weights_only=True)
+    from astdp.lit.build import build_datamodule, build_module, build_trainer
+
+    cfg = compose_cfg([*TOY, "logger=none"])
+    with open_dict(cfg):
+        cfg.output_dir = str(tmp_path / "run")
+    module, dm = build_module(cfg), build_datamodule(cfg)
+    build_trainer(cfg, None).fit(module, datamodule=dm)
+    old = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     old["astdp_config"] = OmegaConf.create(old["astdp_config"])
     torch.save(old, tmp_path / "old.ckpt")
     with pytest.raises(CheckpointError, match="omegaconf"):
         read_checkpoint(tmp_path / "old.ckpt")
-    convert = [sys.executable, str(ROOT / "scripts" / "convert_checkpoint.py"), str(tmp_path / "old.ckpt"),
-               str(tmp_path / "new.ckpt")]
-    refused = subprocess.run(convert, capture_output=True, text=True, timeout=120)
-    assert refused.returncode == 2 and "--trust" in refused.stderr and not (tmp_path / "new.ckpt").exists()
-    subprocess.run([*convert, "--trust"], check=True, capture_output=True, text=True, timeout=120)
+    convert, paths = _convert_main(), [str(tmp_path / "old.ckpt"), str(tmp_path / "new.ckpt")]
+    assert convert(paths) == 2 and "--trust" in capsys.readouterr().err and not (tmp_path / "new.ckpt").exists()
+    assert convert([*paths, "--trust"]) == 0
     new = read_checkpoint(tmp_path / "new.ckpt")
     assert new["astdp_config"] == OmegaConf.to_container(old["astdp_config"])
     assert torch.equal(new["state_dict"]["system.net.weights.0"], old["state_dict"]["system.net.weights.0"])
