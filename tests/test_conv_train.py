@@ -13,7 +13,7 @@ from tests.conftest import FALLBACK_DATA, TINY, last_line
 CONV = ["depth=conv_mnist", "data.n_train=150", "data.val_size=50", "data.n_test=50", "logger=none"]
 
 
-@pytest.mark.parametrize("learner", ["supervised", pytest.param("ep", marks=pytest.mark.slow), "bp_ce"])
+@pytest.mark.parametrize("learner", ["supervised", *(pytest.param(n, marks=pytest.mark.slow) for n in ("ep", "bp_ce"))])
 def test_conv_depth_trains_end_to_end(run_script, tmp_path, learner):
     steps = [] if learner.startswith("bp_") else [*TINY, "learner.steps=10", "learner.free_steps=5"]
     proc = run_script("train.py", *FALLBACK_DATA, *steps, *CONV, f"learner={learner}")
@@ -23,6 +23,7 @@ def test_conv_depth_trains_end_to_end(run_script, tmp_path, learner):
     assert last_line(proc.stdout).startswith("summary: test/acc=")
 
 
+@pytest.mark.slow  # the same message in process: tests/test_configs.py
 def test_a_conv_depth_for_other_images_is_one_line(run_script):
     proc = run_script("train.py", *FALLBACK_DATA, *TINY, "depth=conv_cifar_small", "logger=none", check=False)
     assert proc.returncode != 0

@@ -165,7 +165,7 @@ def _system(engine, learner="supervised", **more):
 
 
 @needs_compiler
-@pytest.mark.parametrize("shared_free", [False, True])
+@pytest.mark.parametrize("shared_free", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_fused_matches_eager_on_a_conv_net(shared_free):
     eager, fast = _system("eager", shared_free=shared_free), _system("fused", shared_free=shared_free)
     assert (eager.relaxer.engine, fast.relaxer.engine) == ("eager", "fused")
