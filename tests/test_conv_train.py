@@ -13,7 +13,8 @@ from tests.conftest import FALLBACK_DATA, TINY, last_line
 CONV = ["depth=conv_mnist", "data.n_train=150", "data.val_size=50", "data.n_test=50", "logger=none"]
 
 
-@pytest.mark.parametrize("learner", ["supervised", *(pytest.param(n, marks=pytest.mark.slow) for n in ("ep", "bp_ce"))])
+@pytest.mark.slow  # a conv run trains in the default run too: test_a_conv_run_resumes_bit_for_bit_inside_an_epoch
+@pytest.mark.parametrize("learner", ["supervised", "ep", "bp_ce"])
 def test_conv_depth_trains_end_to_end(run_script, tmp_path, learner):
     steps = [] if learner.startswith("bp_") else [*TINY, "learner.steps=10", "learner.free_steps=5"]
     proc = run_script("train.py", *FALLBACK_DATA, *steps, *CONV, f"learner={learner}")

@@ -128,7 +128,8 @@ def _metrics(tmp_path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-@pytest.mark.parametrize("name", ["cifar10", *(pytest.param(n, marks=pytest.mark.slow) for n in NAMES if n != "cifar10")])
+@pytest.mark.slow  # in process, a dense net trains on each set in the default run
+@pytest.mark.parametrize("name", NAMES)
 def test_train_py_on_a_data_set(run_script, tmp_path, name):
     """The dense default through train.py (one set by default: each run is mostly start-up, 10-20 s here)."""
     option = "data.augment=true" if vision.SETS[name].crop else "data.normalize=true"
@@ -138,6 +139,7 @@ def test_train_py_on_a_data_set(run_script, tmp_path, name):
     assert m["data/source"] == name and m["train/samples_seen"] == 30 and m["trainer/global_step"] == 3
 
 
+@pytest.mark.slow
 def test_a_missing_data_set_is_one_line(run_script, tmp_path):
     proc = run_script("train.py", "data=svhn", f"data.root={tmp_path}", "data.download=false", *SMALL, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr

@@ -18,6 +18,7 @@ SAME_DRAWS = ["model.fake_target.enabled=false", "model.init_scale=0"]
 PER_PROCESS_BATCH = 20  # 200 training digits: 5 batches of 2 x 20, or of 40 in one process
 
 
+@pytest.mark.slow  # in process: tests/test_exchange.py
 def test_two_processes_step_sync_equal_one_process_with_the_combined_batch(run_script, compose_cfg, tmp_path, caplog):
     """Run as a multirun of two jobs, step and periodic sync: rank 1 runs the job in progress, not the
     sweep again; in both modes the processes end with the same weights."""
@@ -61,6 +62,7 @@ def test_two_processes_step_sync_equal_one_process_with_the_combined_batch(run_s
     assert "written by 2 process(es), training goes on with 1" in caplog.text
 
 
+@pytest.mark.slow
 def test_unknown_sync_mode_is_one_line(run_script):
     proc = run_script("train.py", "trainer=ddp", "trainer.strategy.sync=sometimes", check=False)
     assert proc.returncode == 2

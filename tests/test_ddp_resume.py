@@ -21,7 +21,8 @@ def _tensors(ckpt) -> dict:
     return {k: v for k, v in sd.items() if k.startswith("system.")}
 
 
-@pytest.mark.parametrize("sync", ["step", pytest.param("periodic", marks=pytest.mark.slow)])
+@pytest.mark.slow  # two-process runs, three each: about a minute per mode
+@pytest.mark.parametrize("sync", ["step", "periodic"])
 def test_stopped_and_resumed_equals_uninterrupted(run_script, tmp_path, sync):
     mode = [f"trainer.strategy.sync={sync}"]
     run_script("train.py", *RUN, *mode, f"hydra.run.dir={tmp_path / 'straight'}",

@@ -77,7 +77,7 @@ def _two_processes(cfg: dict, port: int, exchange: str, transport: str):
 
 @pytest.mark.parametrize("exchange,transport,engine,port", [
     ("factors", "shared", "eager", 29631), pytest.param("factors", "gloo", "eager", 29633, marks=pytest.mark.slow),
-    ("dense", "gloo", "eager", 29635),
+    pytest.param("dense", "gloo", "eager", 29635, marks=pytest.mark.slow),
     # the fused engine receives a step's message after its compiled pass (four shapes to compile)
     pytest.param("factors", "shared", "fused", 29637, marks=pytest.mark.slow)])
 def test_two_processes_equal_one_with_the_combined_batch(compose_cfg, exchange, transport, engine, port):
@@ -132,7 +132,7 @@ def _periodic_worker(rank: int, port: int, transport: str, out) -> None:
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("transport,port", [("shared", 29641), ("gloo", 29643)])
+@pytest.mark.parametrize("transport,port", [("shared", 29641), pytest.param("gloo", 29643, marks=pytest.mark.slow)])
 def test_periodic_sum_adds_every_process_change(transport, port):
     ctx = mp.get_context("spawn")
     out = ctx.SimpleQueue()

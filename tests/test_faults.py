@@ -93,7 +93,7 @@ def _exchange_worker(rank: int, port: int, stop_rank: int, out) -> None:
         out.put((str(e), time.monotonic() - start))
 
 
-@pytest.mark.parametrize("how", ["stuck", "killed"])
+@pytest.mark.parametrize("how", ["stuck", pytest.param("killed", marks=pytest.mark.slow)])  # killed: also end to end above
 def test_shared_exchange_gives_up_on_a_stuck_or_dead_peer(how):
     ctx = mp.get_context("spawn")
     outs = [ctx.Queue(), ctx.Queue()]  # one each: a killed writer could leave a shared queue's lock held

@@ -164,6 +164,7 @@ def _mean(metrics, key, scale=1.0):
     return sum(vals) / len(vals) if vals else None
 
 
+@pytest.mark.slow
 def test_the_sweep_table_has_one_row_per_depth_over_its_seeds(user_sweep):
     root, proc, metrics = user_sweep
     assert "4 runs in 2 groups ->" in proc.stdout

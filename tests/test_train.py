@@ -80,6 +80,7 @@ def test_mnist_fallback_end_to_end(run_script, tmp_path):
     assert last_line(proc.stdout).startswith("summary: val/acc=")
 
 
+@pytest.mark.slow
 def test_backprop_baseline_same_metrics(run_script, tmp_path):
     run_script("train.py", *FALLBACK_DATA, "learner=bp_ce", "logger=csv")
     m = read_metrics(run_dirs(tmp_path)[0])
@@ -90,12 +91,14 @@ def test_backprop_baseline_same_metrics(run_script, tmp_path):
     ("model.beta=[0.5,0.4]", "error: model.beta must satisfy 0 <= beta_small <= beta_large, got [0.5, 0.4]"),
     ("learner.free_steps=300", "error: learner.free_steps must be an integer in [0, learner.steps=60], got 300"),
 ])
+@pytest.mark.slow
 def test_bad_value_is_one_line_on_stderr(run_script, override, message):
     proc = run_script("train.py", override, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip() == message and "Traceback" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_multirun_two_jobs(run_script, tmp_path):
     run_script("train.py", "-m", *TOY, "logger=csv", "seed=1,2")
     runs = run_dirs(tmp_path, "multiruns")
@@ -222,6 +225,7 @@ def test_joblib_multirun(run_script, tmp_path):
     assert len(run_dirs(tmp_path, "multiruns")) == 2
 
 
+@pytest.mark.slow
 def test_search_goes_on_when_trials_fail_and_returns_val_acc(run_script, tmp_path):
     """Optuna, 2 trials: each fails with a bad value (a cosine schedule of length 0), reports 0 and the
     study still ends with its results; a normal single run records the final val/acc it would return."""

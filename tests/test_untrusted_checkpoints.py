@@ -51,6 +51,7 @@ def test_read_checkpoint_refuses_it_naming_the_type_and_nothing_runs(hostile):
     assert not marker.exists()
 
 
+@pytest.mark.slow  # a real process; in process: test_evaluate_refuses_it_in_one_line
 def test_evaluate_refuses_it_with_a_non_zero_exit(run_script, hostile):
     path, marker = hostile
     proc = run_script("evaluate.py", f"ckpt_path={path}", "logger=none", check=False, timeout=120)
@@ -100,3 +101,14 @@ def test_a_trusted_old_checkpoint_converts_once_and_then_loads(compose_cfg, run_
     assert new["astdp_config"] == OmegaConf.to_container(old["astdp_config"])
     assert torch.equal(new["state_dict"]["system.net.weights.0"], old["state_dict"]["system.net.weights.0"])
     run_script("evaluate.py", f"ckpt_path={tmp_path / 'new.ckpt'}", "logger=none")
+
+
+def test_evaluate_refuses_it_in_one_line(compose_cfg, hostile, capsys):
+    from astdp.lit import run as R
+
+    path, marker = hostile
+    with pytest.raises(SystemExit) as info:
+        R.guarded(R.evaluate, compose_cfg([f"ckpt_path={path}", "logger=none"], name="eval"))
+    assert info.value.code == 2 and not marker.exists()
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds a Python object of type posix.system" in err, err

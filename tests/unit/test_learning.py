@@ -13,6 +13,7 @@ MODEL = {"activation": "sigmoid4_centered", "beta_input": [1.0, 1.0], "beta_outp
          "fake_target": {"enabled": True}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_four_patterns_unsupervised_reconstructs_every_pattern(seed):
     """Algorithm 1 on the 4 one-hot patterns (label one-hot = pattern); clamping a pattern on the
@@ -58,6 +59,7 @@ def test_self_supervised_pretraining_learns_with_exact_inputs():
     assert all(not torch.equal(before[k], sysm.net.weights[k]) for k in into_hidden)
 
 
+@pytest.mark.slow
 def test_default_reading_learns_fallback_digits_without_a_late_drop(compose_cfg):
     """The default model, learner and MNIST schedule (a 784-128-10 net to stay fast) on 2,000 of the
     fallback digits for 5 epochs: it learns, and from epoch 3 on the validation accuracy never falls
