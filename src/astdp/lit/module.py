@@ -249,8 +249,8 @@ class AstdpLitModule(LightningModule):
             checkpoint["astdp_val_acc_best"] = self.val_acc_best.compute()
         if self.run_config is not None:
             checkpoint["astdp_config"] = self.run_config
-        if self._trainer is not None and self.trainer.world_size > 1:
-            checkpoint["astdp_rank_state"] = self.rank_state()  # rank 0's, the only one written here
+        if self._trainer is not None and self.trainer.world_size > 1 and self.global_rank == 0:
+            checkpoint["astdp_rank_state"] = self.rank_state()  # the others save theirs beside it (RunCheckpoint)
 
     def rank_state(self) -> dict:
         """What is this process's own in a data-parallel run, and a checkpoint written by rank 0 lacks
