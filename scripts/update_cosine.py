@@ -13,6 +13,7 @@ loss gradient. The model is the default's (fake targets on, ``--no-fake``: off) 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +43,17 @@ def main() -> None:
     p.add_argument("--free", type=int, default=20)
     p.add_argument("--kernel-scale", type=float, default=1.0)
     p.add_argument("--no-fake", action="store_true", help="aSTDP without fake targets")
+    p.add_argument("--model", default="{}", help='JSON overrides of the aSTDP model, e.g. \'{"fake_target": {"t_c": 0.1}}\'')
+    p.add_argument("--hidden", default=None, help='JSON list replacing the depth\'s hidden layers')
     args = p.parse_args()
     torch.set_num_threads(1)
     doc = yaml.safe_load((CONF / "depth" / f"{args.depth}.yaml").read_text())
     depth = doc.get("depth", doc)
-    model = {**MODEL, "fake_target": dict(enabled=False)} if args.no_fake else MODEL
+    if args.hidden:
+        depth = {**depth, "hidden": json.loads(args.hidden)}
+    model = {**MODEL, "fake_target": dict(enabled=False)} if args.no_fake else dict(MODEL)
+    for key, value in json.loads(args.model).items():
+        model[key] = {**model.get(key, {}), **value} if isinstance(value, dict) else value
     astdp = build_system(model, dict(name="supervised", alpha=1e-4, steps=args.steps, free_steps=args.free,
                                      shared_free=True, schedule="constant"), depth, 784, 10, 128, seed=0)
     ep = build_system(MODEL, dict(name="ep", alpha=1e-4, steps=400, free_steps=300, beta=0.05, init_gain=1.0),
