@@ -121,3 +121,12 @@ def test_precision_names():
     assert products_for("bf16-mixed").dtype == torch.bfloat16
     with pytest.raises(ValueError, match="trainer.precision must be one of"):
         products_for("bf16")
+
+
+def test_a_parameter_moved_or_converted_gets_a_new_copy():
+    """``Module.to`` replaces a parameter's data without a version bump: the copy follows the new data."""
+    cast = Products()
+    p = torch.nn.Parameter(torch.rand(3, 2), requires_grad=False)
+    cast.copy(p)
+    p.data = torch.rand(3, 2)
+    assert torch.equal(cast.copy(p), p.bfloat16())
