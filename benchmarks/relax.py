@@ -3,6 +3,7 @@
     python -m benchmarks.relax            # full run (< 5 min on 2 CPU cores)
     python -m benchmarks.relax --quick    # fewer repeats, deep nets' batch figures estimated (< 1 min)
     python -m benchmarks.relax --threads 1 2 --device cpu|cuda
+    python -m benchmarks.relax --quick --threads 1 --precision bf16-mixed   # adds fp32 / bf16 batch times
 
 For 784-512-10 and the deep nets, batch 128, float32, the supervised learner (T = 240: 80 free +
 160 clamped steps), fake targets on, alpha = 1e-4, in one of two readings (``--reading``):
@@ -49,6 +50,14 @@ The timed system runs ``model.engine=fused`` (``--step``): what ``auto`` runs fo
 engine, same net and data, alternating in one process, at the first thread count; ``thread x``
 (``thread_speedup``) is the timed engine's full batch at the first thread count over the last, in
 turns in one process (after each switch of the thread count one batch runs untimed).
+
+``--precision bf16-mixed`` (``trainer.precision``, :mod:`astdp.core.precision`) also times the
+training batch of every net at fp32 and at that precision (a second system, same seed and data,
+alternating, at the first thread count): ``prec x`` (``precision_speedup``) is the fp32 batch time
+over the low-precision one. ``--quick`` times full batches for 784-512-10 and takes the deep nets'
+from 4 training steps (marked ``~``). The header and the JSON say whether the CPU has bf16
+instructions (``avx512_bf16``, ``amx_bf16``); without them bf16 products are emulated and slower
+than fp32.
 
 The last line printed is one JSON object with all figures.
 """
@@ -105,7 +114,7 @@ class Bench:
     """One net on one device: the system, its data, and timers."""
 
     def __init__(self, net_name: str, device: str, engine: str | None, seed: int = 0, reading: str = "bounded",
-                 step: str = "fused"):
+                 step: str = "fused", precision: str | None = None):
         from astdp.factory import build_system
 
         self.name = net_name
@@ -120,6 +129,8 @@ class Bench:
             r = self.sys.relaxer
             self.sys.relaxer = importlib.import_module(engine).Relaxer(r.net, r.dyn, r.plast, r.fake,
                                                                         generator=r.generator)
+        if precision is not None:
+            self.sys.relaxer.set_precision(precision)
         g = torch.Generator().manual_seed(seed + 1)
         self.x = [torch.rand(BATCH, 784, generator=g).to(device) for _ in range(2)]
         self.y = [torch.randint(0, 10, (BATCH,), generator=g).to(device) for _ in range(2)]
@@ -247,6 +258,38 @@ def fused_speedup(bench: Bench, args, rounds: int) -> float:
     return t_eager / t_fused
 
 
+def precision_figures(bench: Bench, args, full: bool) -> dict:
+    """A training batch at fp32 (``bench``) and at ``args.precision`` (a second system, same net, seed
+    and data), alternating, both warmed up first; ``full``: whole batches, else 4 clamped-phase
+    training steps scaled to the batch's ``STEPS`` (an estimate)."""
+    low = Bench(bench.name, args.device, args.engine, reading=args.reading, step=args.step, precision=args.precision)
+    if full:
+        low.full_batch(), bench.full_batch()
+        t32, tlow = alternate([bench.full_batch, low.full_batch], 1 if args.quick else 2)
+    else:
+        k = 4
+        low.train_steps(2), bench.train_steps(2)
+        t32, tlow = (t / k * STEPS for t in alternate([lambda: bench.train_steps(k), lambda: low.train_steps(k)], 2))
+    return {"precision_batch_s_fp32": t32, "precision_batch_s": tlow, "precision_speedup": t32 / tlow,
+            "precision_estimated": not full}
+
+
+def cpu_bf16() -> dict:
+    """What this CPU offers bf16 products: torch's CPU capability and the bf16 flags of /proc/cpuinfo."""
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return {"capability": torch.backends.cpu.get_cpu_capability(),
+            "bf16_flags": sorted(f for f in flags if "bf16" in f) or None,
+            "avx512f": "avx512f" in flags}
+
+
 def thread_speedup(bench: Bench, threads: list[int], rounds: int) -> float:
     """A full training batch at ``threads[0]`` over one at ``threads[-1]``, in turns in this process:
     each turn sets the thread count, runs one batch untimed (the switch of thread pools and, the first
@@ -333,6 +376,8 @@ def measure(net_name: str, threads: int, args, first: bool) -> dict:
                     "test_steps": STEPS, "estimated": True})
     if first and args.step == "fused" and args.engine is None:
         res["fused_speedup"] = fused_speedup(bench, args, 3 if quick else 5)
+    if first and args.precision:
+        res.update(precision_figures(bench, args, full))
     if main:
         res["train_step_ratio_without_fake"] = t_mm / min(nofake)
         ref = [bench.reference_steps(2) for _ in range(2 if quick else 3)]
@@ -356,7 +401,8 @@ def worker(args) -> None:
 # -- driver -----------------------------------------------------------------------------------------------
 def table(results: dict, threads: list[int]) -> str:
     head = ("net", "thr", "train st/s", "infer st/s", "train smp/s", "test smp/s (steps)", "peak MiB",
-            "matmul GF/s", "engine GF/s", "ratio", "ratio med", "ratio cpu", "ref x", "shared x", "fused x", "thread x")
+            "matmul GF/s", "engine GF/s", "ratio", "ratio med", "ratio cpu", "ref x", "shared x", "fused x", "thread x",
+            "prec x")
     rows = [head]
     for name, by_thr in results.items():
         for thr in threads:
@@ -371,6 +417,8 @@ def table(results: dict, threads: list[int]) -> str:
                 f"{r['reference_speedup']:.1f}" if "reference_speedup" in r else "", f"{r['shared_free_speedup']:.2f}",
                 f"{r['fused_speedup']:.2f}" if "fused_speedup" in r else "",
                 f"{r['thread_speedup']:.2f}" if "thread_speedup" in r else "",
+                (("~" if r["precision_estimated"] else "") + f"{r['precision_speedup']:.2f}") if "precision_speedup" in r
+                else "",
             ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
@@ -391,12 +439,16 @@ def main(argv=None) -> None:
     p.add_argument("--omp-wait-policy", default="inherit", choices=("PASSIVE", "ACTIVE", "inherit"),
                    help="OMP_WAIT_POLICY of the measuring processes (default inherit: the environment's, else "
                         "OpenMP's own spin; PASSIVE: waiting threads sleep at once; ACTIVE: they spin)")
+    p.add_argument("--precision", choices=("bf16-mixed", "16-mixed"), default=None,
+                   help="also time the training batch at fp32 and at this precision (trainer.precision)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.device == "cuda":
         if not torch.cuda.is_available():
             p.error("--device cuda: no CUDA device")
         args.threads = args.threads[:1]
+    if args.precision == "16-mixed" and args.device != "cuda":
+        p.error("--precision 16-mixed needs --device cuda; on the CPU use bf16-mixed")
     if args.worker:
         return worker(args)
 
@@ -408,13 +460,19 @@ def main(argv=None) -> None:
     wait_policy = env.get("OMP_WAIT_POLICY") or f"unset, GOMP_SPINCOUNT={env.get('GOMP_SPINCOUNT', 'unset')}"
     print(f"device: {device_name(args.device)}; torch {torch.__version__}; threads {args.threads}; "
           f"OMP_WAIT_POLICY={wait_policy}; batch {BATCH}; T = {STEPS}; float32; "
-          f"{'quick' if args.quick else 'full'} run; {args.reading} reading" + (f"; engine {args.engine}" if args.engine else ""), flush=True)
+          f"{'quick' if args.quick else 'full'} run; {args.reading} reading" + (f"; engine {args.engine}" if args.engine else "")
+          + (f"; precision fp32 and {args.precision}" if args.precision else ""), flush=True)
+    if args.precision and args.device == "cpu":
+        bf = cpu_bf16()
+        print(f"CPU bf16: torch capability {bf['capability']}; bf16 instructions: "
+              f"{', '.join(bf['bf16_flags']) if bf['bf16_flags'] else 'none (bf16 products emulated)'}", flush=True)
     results = {}
     for name in args.nets:  # one process per net: a clean max-RSS baseline for its peak memory
         cmd = [sys.executable, "-m", "benchmarks.relax", "--worker", name, "--device", args.device,
                "--threads", *map(str, args.threads)] + (["--quick"] if args.quick else [])
         cmd += ["--engine", args.engine] if args.engine else []
         cmd += ["--reading", args.reading, "--step", args.step, "--omp-wait-policy", args.omp_wait_policy]
+        cmd += ["--precision", args.precision] if args.precision else []
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not line:
@@ -438,7 +496,11 @@ def main(argv=None) -> None:
             if "defer_speedup" in r:
                 summary[f"defer_speedup_{thr}t"] = round(r["defer_speedup"], 2)
         summary["train_step_ratio"] = summary[f"train_step_ratio_{args.threads[0]}t"]
-    for key in ("fused_speedup", "thread_speedup"):
+    if args.precision:
+        summary["precision"] = args.precision
+        if args.device == "cpu":
+            summary["cpu_bf16"] = cpu_bf16()
+    for key in ("fused_speedup", "thread_speedup", "precision_speedup"):
         found = {name: round(by[str(args.threads[0])][key], 3) for name, by in results.items() if key in by[str(args.threads[0])]}
         if found:
             summary[key] = found

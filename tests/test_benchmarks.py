@@ -60,3 +60,17 @@ def test_fused_engine_and_a_second_thread_pay():
     assert fused_x["784-512-10"] >= 2.5 and min(fused_x.values()) >= 2.0, fused_x
     assert min(thread_x.values()) >= 1.6, thread_x
 
+
+
+@pytest.mark.bench
+def test_precision_speedup_is_reported_for_every_net():
+    """benchmarks.relax --precision bf16-mixed: fp32 over bf16 batch time for every net; >= 1.4 for the
+    dense deep nets where the CPU has bf16 instructions (without them bf16 is emulated: reported only)."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.relax", "--quick", "--threads", "1", "--precision",
+                           "bf16-mixed"], cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    speedup = summary["precision_speedup"]
+    assert set(speedup) == set(summary["nets"]) and summary["precision"] == "bf16-mixed"
+    if summary["cpu_bf16"]["bf16_flags"]:
+        assert min(v for name, v in speedup.items() if name != "784-512-10") >= 1.4, speedup

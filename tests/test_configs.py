@@ -6,6 +6,7 @@ import os
 import re
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from astdp.lit.build import build_datamodule, build_logger, build_module, build_trainer
@@ -101,6 +102,19 @@ def test_trainer_options(compose_cfg):
     assert (gpu.trainer.accelerator, gpu.trainer.devices, gpu.trainer.max_epochs) == ("gpu", 1, 3)
 
 
+@pytest.mark.parametrize("learner,lightning", [("supervised", "32-true"), ("ep", "32-true"), ("bp_ce", "bf16-mixed")])
+def test_precision_goes_to_the_engine_or_to_lightning(compose_cfg, learner, lightning):
+    """The aSTDP engine casts its own products (Lightning stays at 32-true); backprop uses Lightning's autocast."""
+    cfg = compose_cfg(["logger=none", "data=toy_order", "depth=toy16", f"learner={learner}", "trainer.precision=bf16-mixed"])
+    validate(OmegaConf.to_container(cfg, resolve=True))
+    module = build_module(cfg)
+    trainer = build_trainer(cfg, logger=False)
+    assert trainer.precision == lightning
+    if learner != "bp_ce":
+        assert module.system.relaxer.cast.dtype == torch.bfloat16
+    assert build_module(compose_cfg(["data=toy_order", "depth=toy16"])).system.relaxer.cast is None  # default: fp32
+
+
 @pytest.mark.parametrize("overrides", [["hparams_search=optuna"], ["hparams_search=optuna_deep", "experiment=table2_h500x3_nofake"],
                                        ["hparams_search=optuna_deep", "experiment=table2_h512x3"], ["hparams_search=optuna_ep"],
                                        ["hydra/launcher=joblib"], ["hydra/launcher=submitit_slurm"]])
@@ -154,6 +168,8 @@ BAD = [
     ("data.val_size=-1", "data.val_size must be a fraction in [0, 1) or a count >= 0"),
     ("data.n_train=-10", "data.n_train must be an integer >= 1 or null"),
     ("trainer.max_epochs=-3", "trainer.max_epochs must be an integer >= 1 or -1 (no limit)"),
+    ("trainer.precision=bf16", "trainer.precision must be one of null, 32-true, bf16-mixed or 16-mixed (GPU), got 'bf16'"),
+    ("trainer.precision=16-mixed", "trainer.precision=16-mixed needs a GPU (trainer=gpu)"),
     ("seed=-1", "seed must be an integer >= 0"),
 ]
 

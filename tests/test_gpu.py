@@ -134,3 +134,23 @@ def test_two_gpus_with_nccl_stay_in_step(run_script, tmp_path):
         assert m["dist/world_size"] == 2 and m["dist/sync"] == sync and m["dist/weight_spread"] == 0.0
         assert m["trainer/global_step"] == 5 and m["train/samples_seen"] == 200
         assert 0.0 <= m["test/acc"] <= 1.0
+
+
+@needs_cuda
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+@pytest.mark.parametrize("engine", ["eager", "fused"])
+def test_low_precision_products_on_cuda_agree_with_fp32(engine, precision):
+    """trainer.precision on CUDA: the weights stay fp32 and their change is within 5 % of fp32's."""
+    torch.set_float32_matmul_precision("highest")
+    changes = []
+    for prec in (None, precision):
+        system = _system("cuda", engine=engine)
+        system.relaxer.set_precision(prec)
+        start = [w.clone() for w in system.net.weights]
+        for _ in range(3):
+            system.train_batch(*_batch("cuda"))
+        assert all(w.dtype == torch.float32 for w in system.net.weights)
+        changes.append([w - w0 for w, w0 in zip(system.net.weights, start)])
+    for d32, dlow in zip(*changes):
+        if d32.norm() > 0:
+            assert (dlow - d32).norm() / d32.norm() < 0.05

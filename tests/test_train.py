@@ -160,6 +160,24 @@ def test_resume_continues_the_persistent_states(compose_cfg, tmp_path, schedule)
             assert torch.allclose(value, resumed.state_dict()[key], atol=1e-6), key
 
 
+def test_a_bf16_run_resumes_bit_for_bit(compose_cfg, tmp_path):
+    """trainer.precision=bf16-mixed: the bf16 copies of the weights are cast afresh from the restored
+    fp32 weights, so a resumed run equals a straight one exactly."""
+    bf16 = ("trainer.precision=bf16-mixed", "model.engine=eager")
+    straight, _, _ = _fit(_toy(compose_cfg, tmp_path / "s", "trainer.max_epochs=2", *bf16), tmp_path)
+    _fit(_toy(compose_cfg, tmp_path / "r", "trainer.max_epochs=1", *bf16), tmp_path)
+    ckpt = tmp_path / "r" / "checkpoints" / "last.ckpt"
+    resumed, trainer, _ = _fit(_toy(compose_cfg, tmp_path / "r", "trainer.max_epochs=2", *bf16), tmp_path,
+                               ckpt_path=str(ckpt))
+    assert trainer.global_step == 32 and trainer.precision == "32-true"  # Lightning's autocast off
+    assert resumed.system.relaxer.cast.dtype == torch.bfloat16
+    fp32, _, _ = _fit(_toy(compose_cfg, tmp_path / "f", "trainer.max_epochs=2", "model.engine=eager"), tmp_path)
+    assert not torch.equal(fp32.system.train_s, straight.system.train_s)  # the products did run in bf16
+    for key, value in straight.state_dict().items():
+        if key.startswith("system."):
+            assert torch.equal(value, resumed.state_dict()[key]), key
+
+
 def test_training_watch_logs_every_n_batches_and_warns_once(compose_cfg, tmp_path, caplog):
     cfg = _toy(compose_cfg, tmp_path, "callbacks.watch.every_n_batches=5", "callbacks.watch.warn_below=1.0")
     module, dm = build_module(cfg), build_datamodule(cfg)

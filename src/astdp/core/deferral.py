@@ -62,12 +62,23 @@ class ClampedDeferral:
         ws.carry = (z_clamped.clone(), fixed, grams, ws.factors) if fixed else None
 
     def _defer_ops(self, ws: Workspace) -> list:
-        """After a step's update: ``D += r dz_post``, and the fixed drive ``+= r (z_in z_in^T) dz_post``."""
+        """After a step's update: ``D += r dz_post``, and the fixed drive ``+= r (z_in z_in^T) dz_post``.
+
+        With low-precision products (``self.cast``) the Gram product takes the Gram matrix's copy (cast
+        once) and ``dz_post`` cast, and is added to the fp32 drive; ``D`` sums the fp32 ``dz``."""
         ops = []
         post_signal = ws.signals()[0]
+        cast = getattr(self, "cast", None)
         for k, post, _, gram, acc, rate in ws.deferred:
             dz = post_signal[:, post]  # (B or world x B, n_post)
-            ops += [functools.partial(acc.add_, dz, alpha=rate), functools.partial(ws.fixed[k].addmm_, gram, dz, alpha=rate)]
+            ops.append(functools.partial(acc.add_, dz, alpha=rate))
+            if cast is None:
+                ops.append(functools.partial(ws.fixed[k].addmm_, gram, dz, alpha=rate))
+                continue
+            dz_c, cast_dz = cast.cast_op(("defer", k), dz)
+            buf = cast.buffer(("gram", k), ws.fixed[k].shape, dz.device)
+            ops += [cast_dz, functools.partial(torch.mm, cast.copy(gram), dz_c, out=buf),
+                    functools.partial(ws.fixed[k].add_, buf, alpha=rate)]
         return ops
 
     def _defer_step(self, ws: Workspace) -> None:

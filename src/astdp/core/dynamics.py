@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from astdp.core import activations
+
+if TYPE_CHECKING:
+    from astdp.core.precision import Products
 
 INPUT_CLAMPS = ("nudge", "exact")
 
@@ -96,7 +99,8 @@ NARROW = 32  # fewer output columns than this: a product is computed transposed 
 
 def drive_ops(net, z: torch.Tensor, out: torch.Tensor, skip: tuple[int, ...] = (),
               fixed: dict[int, torch.Tensor] | None = None, narrow: bool = False, nets: int = 1,
-              patches: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None) -> list[Callable[[], object]]:
+              patches: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
+              cast: Products | None = None) -> list[Callable[[], object]]:
     """eq (2) without ``rho'`` as a list of calls: running them writes
     ``out[:, layer] = sum_blocks z[:, block] @ W_k^T + b_layer``.
 
@@ -116,9 +120,17 @@ def drive_ops(net, z: torch.Tensor, out: torch.Tensor, skip: tuple[int, ...] = (
     starts from its bias). ``nets``: how many networks' rows ``z`` stacks; a conv block from a layer
     in ``skip`` (clamped alike in every network) then convolves one network's rows and adds them to all,
     from ``patches[i]`` (the sending maps unfolded once per phase, :meth:`Conv2dPool.patches`) when given.
+
+    ``cast`` (``trainer.precision=bf16-mixed``, :mod:`astdp.core.precision`): the calls first cast
+    ``z`` once, and every product takes low-precision operands (the weights' copies refreshed when
+    they changed); each product is added to the fp32 ``out`` (``narrow`` is not used then).
     """
     t = net.topology
     ops: list[Callable[[], object]] = []
+    zc = z  # the operand of the products: z, or its low-precision copy
+    if cast is not None:
+        zc, cast_z = cast.cast_op(("z",), z)
+        ops.append(cast_z)
     for layer, ks in enumerate(t.blocks_into):
         if layer in skip:
             continue
@@ -135,6 +147,13 @@ def drive_ops(net, z: torch.Tensor, out: torch.Tensor, skip: tuple[int, ...] = (
                         ops.append(functools.partial(both[1:].copy_, both[:1]))
                 else:
                     ops.append(functools.partial(both.add_, fixed[k]))
+            elif cast is not None:  # low-precision product into a buffer, added to fp32 out
+                blk, w = t.blocks[k], net.weights[k]
+                buf = cast.buffer(("drive", k), cols.shape, z.device)
+                ops += [functools.partial(cast.refresh, w),
+                        functools.partial(torch.mm, zc[:, blk.lo : blk.hi], cast.copy(w).t(), out=buf)]
+                ops.append(functools.partial(torch.add, net.biases[layer], buf, out=cols) if first
+                           else functools.partial(cols.add_, buf))
             elif narrow and cols.shape[1] < NARROW:
                 blk = t.blocks[k]
                 zt, buf = z[:, blk.lo : blk.hi].t(), out.new_empty(cols.shape[1], cols.shape[0])
@@ -152,18 +171,24 @@ def drive_ops(net, z: torch.Tensor, out: torch.Tensor, skip: tuple[int, ...] = (
                     ops.append(functools.partial(cols.addmm_, zk, wt))
             first = False
     for i, (conv, w) in enumerate(zip(t.convs, net.kernels)):
+        if cast is not None:  # the kernel's low-precision copy, refreshed when it changed
+            ops.append(functools.partial(cast.refresh, w))
+            w = cast.copy(w)
         if conv.post not in skip:
             cols = out[:, conv.post_cols[0] : conv.post_cols[1]]
             if conv.pre in skip and nets > 1:
                 rows = z.shape[0] // nets
                 cols = cols.view(nets, rows, -1)
-                term = (functools.partial(conv.drive_patches, patches[i][0], w) if patches and i in patches
-                        else functools.partial(conv.drive, z[:rows], w))
+                if patches and i in patches:
+                    x = patches[i][0] if cast is None else cast.copy(patches[i][0])  # cast once per phase
+                    term = functools.partial(conv.drive_patches, x, w)
+                else:
+                    term = functools.partial(conv.drive, zc[:rows], w)
             else:
-                term = functools.partial(conv.drive, z, w)
+                term = functools.partial(conv.drive, zc, w)
             ops.append(functools.partial(_add_drive, term, cols))
         if conv.pre not in skip:
-            ops.append(functools.partial(_add_drive, functools.partial(conv.feedback, z, w),
+            ops.append(functools.partial(_add_drive, functools.partial(conv.feedback, zc, w),
                                          out[:, conv.pre_cols[0] : conv.pre_cols[1]]))
     return ops
 
@@ -174,9 +199,10 @@ def _add_drive(term: Callable[[], torch.Tensor], cols: torch.Tensor) -> None:
 
 
 def drive_into(net, z: torch.Tensor, out: torch.Tensor, skip: tuple[int, ...] = (),
-               fixed: dict[int, torch.Tensor] | None = None, nets: int = 1, patches: dict | None = None) -> None:
+               fixed: dict[int, torch.Tensor] | None = None, nets: int = 1, patches: dict | None = None,
+               cast: Products | None = None) -> None:
     """eq (2) without ``rho'``, computed now (:func:`drive_ops`)."""
-    for op in drive_ops(net, z, out, skip, fixed, nets=nets, patches=patches):
+    for op in drive_ops(net, z, out, skip, fixed, nets=nets, patches=patches, cast=cast):
         op()
 
 

@@ -38,6 +38,8 @@ How it is computed (the cost of a step should be its matrix products):
 - A shared phase (``Phase.shared``: net_l starts as a copy of net_s and has the same targets, so
   the two stay equal and ``dz = 0``) steps net_s alone, with no update, and copies it into net_l
   at the end: half the products of a step and none of its updates.
+- Precision (``Relaxer.set_precision``, ``trainer.precision=bf16-mixed``): the products above take
+  bfloat16 operands; states, ``dz``, weights and their updates stay fp32 (:mod:`astdp.core.precision`).
 - Nothing in the loop reads a value back to the host, so on CUDA the steps queue without
   synchronising; the only sync is the convergence check every ``check_every`` steps.
 
@@ -68,6 +70,8 @@ from astdp.core.exchange import FactorExchange, _Exchange  # noqa: F401  (import
 from astdp.core.network import Network
 from astdp.core.phases import FakeTargets, Phase, RunStats, Target, beta_tensor  # noqa: F401
 from astdp.core.plasticity import Plasticity
+from astdp.core.precision import Products
+from astdp.core.precision import products_for as precision_products
 from astdp.core.state import State
 from astdp.core.workspace import Workspace
 
@@ -119,6 +123,7 @@ class Relaxer(ClampedDeferral, FactorExchange):
         self.draw_key = torch.tensor(draws.seed_key(draw_seed), dtype=torch.int64)
         self._ready: set = set()  # (spec, shapes) whose compiled step has run once
         self.fused_batch: int | None = None  # the batch size the fused step is compiled for (None: any)
+        self.cast: Products | None = None  # low-precision products (set_precision); None: fp32
         self.set_engine(engine)
 
     def set_engine(self, engine: str) -> None:
@@ -130,6 +135,12 @@ class Relaxer(ClampedDeferral, FactorExchange):
             raise ValueError(f"model.engine must be one of {('auto', *ENGINES)}, got {engine!r}")
         self.engine = engine
         self.draws = "counter" if engine == "fused" else "generator"
+
+    def set_precision(self, precision: str | None) -> None:
+        """``trainer.precision``: ``bf16-mixed`` (``16-mixed``) runs the products of every step with
+        low-precision operands, everything else in fp32 (:mod:`astdp.core.precision`); None or
+        ``32-true``: fp32 products."""
+        self.cast = precision_products(precision)
 
     def seed_draws(self, seed: int) -> None:
         """Restart the counter draws from ``seed`` (e.g. one stream per data-parallel process)."""
@@ -267,7 +278,7 @@ class Relaxer(ClampedDeferral, FactorExchange):
             for op in exchange[0]:
                 op()
         dynamics.drive_into(net, ws.z[:nets].view(nets * batch, n), ws.pre[: nets * batch], ws.skip,
-                            ws.fixed, nets=nets, patches=ws.patches)  # W z + b, eq (2)
+                            ws.fixed, nets=nets, patches=ws.patches, cast=self.cast)  # W z + b, eq (2)
         smooth = alpha > 0 and self.plast.smoothing > 0
         smooth_signal = None
         if smooth:  # eq (21), on net_s; zero on clamped inputs
@@ -310,11 +321,11 @@ class Relaxer(ClampedDeferral, FactorExchange):
                     op()
             else:
                 plasticity.apply(net, ws.dz, ws.z[0], rate, self.reduce_hook, skip_posts=ws.skip, scales=scales,
-                                 skip_blocks=ws.deferred_keys, patches=ws.patches)
+                                 skip_blocks=ws.deferred_keys, patches=ws.patches, cast=self.cast)
             self._defer_step(ws)
             if smooth:
                 plasticity.apply(net, smooth_signal, ws.z[0], -self.plast.rate(self.plast.smoothing, batch),
-                                 self.reduce_hook, skip_posts=ws.skip, scales=scales)
+                                 self.reduce_hook, skip_posts=ws.skip, scales=scales, cast=self.cast)
         return dmax, fired
 
     def _check_shared(self, ws: Workspace) -> None:
@@ -382,7 +393,7 @@ class Relaxer(ClampedDeferral, FactorExchange):
         pending = ws.adz.sum()  # sum |dz| of the coming step's start
         dz_cols = ws.dz.sum(0)  # (N,) its column sums, which the compiled step keeps up to date
         ops = dynamics.drive_ops(net, ws.z[:nets].view(nets * batch, n), ws.pre[: nets * batch], ws.skip, ws.fixed,
-                                narrow=True, nets=nets, patches=ws.patches)
+                                narrow=True, nets=nets, patches=ws.patches, cast=self.cast)
         late: list = []  # calls after the compiled pass
         if alpha > 0:
             rate = self.plast.rate(alpha, batch)
@@ -392,7 +403,7 @@ class Relaxer(ClampedDeferral, FactorExchange):
                 late = [wait, *after, *self._defer_ops(ws)]
             elif self.reduce_hook is None:
                 ops += plasticity.update_ops(net, ws.dz, ws.z[0], rate, ws.skip, scales, ws.deferred_keys, narrow=True,
-                                             column_sums=dz_cols, patches=ws.patches)
+                                             column_sums=dz_cols, patches=ws.patches, cast=self.cast)
             else:
                 ops.append(functools.partial(plasticity.apply, net, ws.dz, ws.z[0], rate, self.reduce_hook,
                                              skip_posts=ws.skip, scales=scales, skip_blocks=ws.deferred_keys))  # conv: dense deltas

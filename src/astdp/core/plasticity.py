@@ -46,11 +46,15 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from astdp.core.dynamics import NARROW
 from astdp.core.network import Network
+
+if TYPE_CHECKING:
+    from astdp.core.precision import Products
 
 REDUCTIONS = ("sum", "mean")
 SCHEDULES = ("constant", "decay", "cosine")
@@ -201,7 +205,7 @@ def _learning_blocks(net: Network, post_signal: torch.Tensor, pre_rate: torch.Te
 def update_ops(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate: float,
                skip_posts: tuple[int, ...] = (), scales: tuple[list[float], list[float]] | None = None,
                skip_blocks: tuple[int, ...] = (), narrow: bool = False, column_sums: torch.Tensor | None = None,
-               patches: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None) -> list:
+               patches: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None, cast: Products | None = None) -> list:
     """:func:`apply` without a reduce hook, as a list of calls on views of ``post_signal``,
     ``pre_rate`` and the parameters: built once, run at every step while those change in place.
 
@@ -213,12 +217,24 @@ def update_ops(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, 
 
     ``narrow``: a block with fewer than ``dynamics.NARROW`` pre-synaptic columns (from the outputs)
     takes its update as ``(pre^T @ post)^T``: a (span, n_post) product into a buffer, added
-    transposed, several times faster in BLAS than the (n_post, B) @ (B, span) one."""
+    transposed, several times faster in BLAS than the (n_post, B) @ (B, span) one.
+
+    ``cast`` (:mod:`astdp.core.precision`): the calls first cast ``post_signal`` (computed in fp32)
+    and ``pre_rate``; each block's product is formed from the casts into a buffer and added to the
+    fp32 weights; the biases take the fp32 column sums."""
     t = net.topology
     ops = []
-    for k, post_t, pre in _learning_blocks(net, post_signal, pre_rate, scales, skip_posts, skip_blocks):
+    signals = post_signal, pre_rate  # the operands of the products
+    if cast is not None:
+        (post_c, cast_post), (pre_c, cast_pre) = cast.cast_op(("post",), post_signal), cast.cast_op(("pre",), pre_rate)
+        ops += [cast_post, cast_pre]
+        signals = post_c, pre_c
+    for k, post_t, pre in _learning_blocks(net, *signals, scales, skip_posts, skip_blocks):
         w, r = net.learning(k), rate * scales[0][k] if scales else rate
-        if _transposed(w, narrow):
+        if cast is not None:
+            buf = cast.buffer(("update", k), w.shape, w.device)
+            ops += [functools.partial(torch.mm, post_t, pre, out=buf), functools.partial(w.add_, buf, alpha=r)]
+        elif _transposed(w, narrow):
             buf = w.new_empty(w.shape[1], w.shape[0])
             ops += [functools.partial(torch.mm, pre.t(), post_t.t(), out=buf), functools.partial(w.add_, buf.t(), alpha=r)]
         else:
@@ -233,11 +249,12 @@ def update_ops(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, 
                 for l in layers]
     for i, conv, w, r in _learning_convs(net, rate, scales, skip_posts):
         if patches and i in patches:  # the sending layer is clamped: dz_pre = 0, its maps unfolded once
-            ops.append(functools.partial(_add_conv_update, functools.partial(conv.update_patches, post_signal,
-                                                                             patches[i][1]), w, r))
+            rows = patches[i][1] if cast is None else cast.copy(patches[i][1])  # cast once per phase
+            ops.append(functools.partial(_add_conv_update, functools.partial(conv.update_patches, signals[0],
+                                                                             rows), w, r))
         else:
             ops.append(functools.partial(_add_conv_update, functools.partial(
-                conv.update, post_signal, pre_rate, conv.pre not in skip_posts), w, r))
+                conv.update, *signals, conv.pre not in skip_posts), w, r))
     return ops + [diag.zero_ for diag in net.self_connections()]
 
 
@@ -296,7 +313,7 @@ def summed_ops(net: Network, buffers: dict[int, torch.Tensor], rate: float,
 
 def apply(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate: float, reduce_hook=None,
           skip_posts: tuple[int, ...] = (), scales: tuple[list[float], list[float]] | None = None,
-          skip_blocks: tuple[int, ...] = (), patches: dict | None = None) -> None:
+          skip_blocks: tuple[int, ...] = (), patches: dict | None = None, cast: Products | None = None) -> None:
     """In place: ``W += rate * post_signal^T @ pre_rate`` and ``b += rate * sum_b post_signal``.
 
     One GEMM per learning block, straight into the stored weights (``addmm_``; the transposed
@@ -309,9 +326,12 @@ def apply(net: Network, post_signal: torch.Tensor, pre_rate: torch.Tensor, rate:
     deltas and the per-layer bias deltas (weights first) before they are applied, so a
     data-parallel wrapper can sum them across processes in place.
     ``scales = (per block, per bias layer)`` multiplies the rate of each (:meth:`Plasticity.scales`).
+    ``cast``: low-precision products without a reduce hook (:func:`update_ops`); the dense deltas a
+    reduce hook sums stay fp32.
     """
     if reduce_hook is None:
-        for op in update_ops(net, post_signal, pre_rate, rate, skip_posts, scales, skip_blocks, patches=patches):
+        for op in update_ops(net, post_signal, pre_rate, rate, skip_posts, scales, skip_blocks, patches=patches,
+                             cast=cast):
             op()
         return
     t = net.topology

@@ -33,11 +33,36 @@ def build_module(cfg: DictConfig):
     try:
         module = cls(model=plain(cfg.model), learner=learner, depth=plain(cfg.depth), n_inputs=int(data.n_inputs),
                      n_outputs=int(data.n_outputs), batch_size=int(data.batch_size), seed=int(cfg.seed),
-                     image_size=data.get("image_size"))
+                     image_size=data.get("image_size"), precision=precision(cfg))
     except ValueError as e:
         raise ConfigError(str(e)) from e
     module.run_config = plain(cfg)
     return module
+
+
+def precision(cfg: DictConfig) -> str | None:
+    """``trainer.precision`` (None where a config has no such key, e.g. a checkpoint's older one)."""
+    return OmegaConf.select(cfg, "trainer.precision", default=None)
+
+
+def lightning_precision(cfg: DictConfig) -> str | None:
+    """What Lightning is told: the backprop baselines take ``trainer.precision`` as it is (Lightning's
+    autocast); the aSTDP module runs at ``32-true``, as its engine casts the operands of its products
+    itself (:mod:`astdp.core.precision`): under Lightning's autocast the out-of-place products would
+    turn bf16 and the in-place ones stay fp32."""
+    want = precision(cfg)
+    if cfg.learner.name in BP_LEARNERS or want is None:
+        return want
+    return "32-true"
+
+
+def matmul_precision(cfg: DictConfig) -> None:
+    """On CUDA, fp32 products use TF32 (``torch.set_float32_matmul_precision("high")``) unless
+    ``trainer.precision=32-true`` asks for full fp32."""
+    import torch
+
+    if str(cfg.trainer.get("accelerator")) in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        torch.set_float32_matmul_precision("highest" if precision(cfg) == "32-true" else "high")
 
 
 def build_datamodule(cfg: DictConfig):
@@ -106,6 +131,8 @@ def build_trainer(cfg: DictConfig, logger, with_callbacks: bool = True, extra_ca
     if overrides.pop("enable_model_summary", cfg.trainer.get("enable_model_summary", True)):
         callbacks.append(ParamSummary())
     overrides.setdefault("plugins", [AtomicCheckpointIO()])
+    overrides.setdefault("precision", lightning_precision(cfg))
+    matmul_precision(cfg)
     trainer_cfg = cfg.trainer
     strategy = trainer_cfg.get("strategy")
     if isinstance(strategy, DictConfig) and "timeout" in strategy and strategy.timeout is None:

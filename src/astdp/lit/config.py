@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 from astdp.baselines.bp import LOSSES as BP_LEARNERS
 from astdp.core.engine import FakeTargets
+from astdp.core.precision import PRECISIONS
 from astdp.data.datamodule import NAMES as DATA_NAMES
 from astdp.data.datamodule import AstdpDataModule
 from astdp.data.toy import STRIDES
@@ -157,6 +158,11 @@ def validate(cfg: Mapping[str, Any]) -> None:
                  f"trainer.{key} must be an integer >= 1 or -1 (no limit), got {v!r}")
     if trainer.get("max_epochs") == -1 and trainer.get("max_steps") in (None, -1) and "max_time" not in trainer:
         raise ConfigError("trainer.max_epochs=-1 needs a budget: set trainer.max_steps or +trainer.max_time")
+    precision = trainer.get("precision")
+    need(precision in PRECISIONS, "trainer.precision must be one of null, 32-true, bf16-mixed or 16-mixed (GPU), "
+                                  f"got {precision!r}")
+    need(precision != "16-mixed" or str(trainer.get("accelerator")) in ("gpu", "cuda"),
+         "trainer.precision=16-mixed needs a GPU (trainer=gpu); on the CPU use trainer.precision=bf16-mixed")
     strategy = trainer.get("strategy")
     if isinstance(strategy, Mapping) and "sync" in strategy:
         from astdp.lit.ddp import EXCHANGES, SYNC_MODES

@@ -57,12 +57,14 @@ class AstdpLitModule(LightningModule):
         batch_size: int,
         seed: int = 0,
         image_size: int | None = None,
+        precision: str | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["precision"])  # a run may resume at another precision
         self.automatic_optimization = False
         self.system = build_system(model, learner, depth, n_inputs, n_outputs, batch_size, seed=seed,
                                    image_size=image_size)
+        self.system.relaxer.set_precision(precision)  # trainer.precision: the engine casts (Lightning: 32-true)
         self.test_steps = int(learner.get("test_steps") or learner["steps"])
         self.tol = float(learner.get("tol", 1e-3))
         self.infer_stop = bool(learner.get("infer_stop", False))  # end a test batch once all samples converged
