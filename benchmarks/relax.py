@@ -28,6 +28,12 @@ layer neither run nor count; no lateral block) or ``unbounded`` (inputs nudged, 
 - matmul: plain ``torch.matmul`` on fresh operands of exactly the GEMMs one step needs: per block
   ``(2B, span) @ (span, n_post)`` (forward, both networks) and ``(n_post, B) @ (B, span)`` (update).
 
+``--nets conv_mnist`` adds ``depth=conv_mnist``'s net (two conv blocks with 2x2 average pooling, then 10
+outputs): its "matmul" side is the same step's conv products through the blocks' own calls (drive and
+feedback of the conv-to-conv block on both networks' rows, each kernel's update; the block from the
+clamped inputs only its update, from the inputs unfolded once per phase, as the engine runs it),
+counted at 2 FLOPs per multiply-add.
+
 ``train_step_ratio`` = achieved FLOP/s / matmul FLOP/s, counting only connected-block FLOPs
 (``2 * 2B * n_post * span`` forward + ``2 * B * n_post * span`` update per block), i.e. the matmul
 time of one step divided by the engine's time per step. Engine and matmul chunks alternate, and
@@ -65,6 +71,7 @@ The last line printed is one JSON object with all figures.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import os
@@ -77,12 +84,14 @@ import time
 
 import torch
 
-NETS = {  # name: (hidden sizes, lateral)
+NETS = {  # name: (hidden layers: sizes, or conv layers as in a depth file; lateral)
     "784-512-10": ([512], True),
     "784-512-512-10": ([512, 512], False),
     "784-512-512-512-10": ([512, 512, 512], False),
     "784-500-500-500-10": ([500, 500, 500], False),
+    "conv_mnist": ([{"channels": 16, "kernel": 5, "pool": 2}, {"channels": 32, "kernel": 5, "pool": 2}], False),
 }
+CONV_NETS = ("conv_mnist",)  # in the run only when --nets names them (a conv batch takes seconds)
 MAIN = "784-512-10"
 READINGS = {  # name: (model config, lateral block of 784-512-10)
     "bounded": ({"activation": "hardsigmoid", "eps": [0.5, 0.5], "bounds": [0.0, 1.0], "input_clamp": "exact",
@@ -123,8 +132,9 @@ class Bench:
         model = {**model, "engine": step}
         lateral = main_lateral if net_name == MAIN else lateral
         self.device = torch.device(device)
+        depth = {"hidden": hidden, "lateral": lateral, "input_shape": [1, 28, 28]}
         self.sys = build_system(model, {"name": "supervised", "alpha": 1e-4, "steps": STEPS, "free_steps": FREE_STEPS},
-                                {"hidden": hidden, "lateral": lateral}, 784, 10, BATCH, seed=seed, device=device)
+                                depth, 784, 10, BATCH, seed=seed, device=device)
         if engine:  # another implementation of the same Relaxer API, e.g. an older engine
             r = self.sys.relaxer
             self.sys.relaxer = importlib.import_module(engine).Relaxer(r.net, r.dyn, r.plast, r.fake,
@@ -143,9 +153,31 @@ class Bench:
         opts = {"device": self.device}
         self.mm_fwd = [(torch.rand(2 * BATCH, span, **opts), torch.rand(span, n, **opts)) for n, span in shapes]
         self.mm_upd = [(torch.rand(n, BATCH, **opts), torch.rand(BATCH, span, **opts)) for n, span in shapes]
+        self.conv_fwd, self.conv_upd = self._conv_products(skip_input, opts)
         learner = self.sys.learner
         self.train_phase = learner.phases(self.x[0], self.y[0])[-1]  # clamped phase: inputs + labels
         self.infer_targets = [learner.input_target(self.x[1])]
+
+    def _conv_products(self, clamped_input: bool, opts: dict) -> tuple[list, list]:
+        """The conv blocks' products of one training step, as plain calls on fresh operands (their FLOPs
+        join ``flops_fwd`` / ``flops_upd``): per block the drive of both networks' receiving maps and the
+        feedback to the sending maps (2B rows) and the kernel update (B rows); a block from exactly
+        clamped inputs only its update, from the inputs unfolded once (the engine's own path)."""
+        t, fwd, upd = self.sys.topology, [], []
+        for conv, w in zip(t.convs, self.sys.net.kernels):
+            macs = conv.positions * w.numel()  # multiply-adds of one row's convolution
+            w = torch.rand_like(w)
+            z2, z1 = torch.rand(2 * BATCH, t.n, **opts), torch.rand(BATCH, t.n, **opts)
+            if clamped_input and conv.pre == t.input_layer:
+                rows = conv.patches(z1)[1]
+                upd.append(functools.partial(conv.update_patches, z1, rows))
+                self.flops_upd += 2 * BATCH * macs
+                continue
+            fwd += [functools.partial(conv.drive, z2, w), functools.partial(conv.feedback, z2, w)]
+            upd.append(functools.partial(conv.update, z1, z1))
+            self.flops_fwd += 2 * 2 * 2 * BATCH * macs  # drive and feedback
+            self.flops_upd += 2 * 2 * BATCH * macs  # both terms of the tied kernel's update
+        return fwd, upd
 
     def sync(self) -> None:
         if self.device.type == "cuda":
@@ -185,11 +217,15 @@ class Bench:
             for _ in range(k):
                 for a, b in self.mm_fwd:
                     torch.matmul(a, b)
+                for op in self.conv_fwd:
+                    op()
 
         def upd():
             for _ in range(k):
                 for a, b in self.mm_upd:
                     torch.matmul(a, b)
+                for op in self.conv_upd:
+                    op()
 
         t_fwd = self.timed(fwd)
         c_fwd = self.cpu
@@ -432,7 +468,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch CPU thread counts (default: 1 2)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--reading", choices=list(READINGS), default="bounded", help="model reading (default: bounded)")
-    p.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
+    p.add_argument("--nets", nargs="+", default=[n for n in NETS if n not in CONV_NETS], choices=list(NETS),
+                   help="default: the dense nets; conv_mnist (1x28x28 -> 16 -> 32 maps, depth=conv_mnist) on request")
     p.add_argument("--engine", default=None, help="module providing another Relaxer to time instead (same API)")
     p.add_argument("--step", choices=("fused", "eager"), default="fused",
                    help="model.engine of the timed system (default fused, what model.engine=auto runs for long runs)")

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The CUDA checks in one command (under 8 minutes on one GPU), results in one JSON file:
+# The CUDA checks in one command (under 8 minutes on one GPU; 12 with --cifar-root), results in one JSON file:
 #   gpu_tests         pytest -m gpu (tests/test_gpu.py: engine, generators, checkpoints across devices, nccl)
 #   relax             python -m benchmarks.relax --device cuda --quick, 784-512-10
 #   time_to_accuracy  python -m benchmarks.time_to_accuracy --device cuda --quick, supervised and bp_ce
 #   train             python train.py trainer=gpu, one epoch on 4,000 training digits
+#   conv_cifar10      python train.py trainer=gpu depth=conv_cifar data=cifar10, one epoch on 5,000 images
+#                     (skipped unless --cifar-root DIR holds cifar-10-batches-py/)
 #
 #   bash scripts/gpu_check.sh                   # JSON to $OUT/gpu_check.json if $OUT is set, else outputs/gpu_check.json
 #   bash scripts/gpu_check.sh --out FILE --root DIR   # DIR holds MNIST/raw (default data/; else the 5,000 offline digits)
+#   bash scripts/gpu_check.sh --cifar-root DIR  # also the conv CIFAR-10 run, on DIR/cifar-10-batches-py
 #   bash scripts/gpu_check.sh --dry-run         # no CUDA needed: the plan, every step skipped, the JSON written
 #
 # Each step runs under its own time limit and writes its output to <JSON folder>/gpu_check_logs/<step>.log;
@@ -21,14 +24,16 @@ PY=${PYTHON:-python}
 out=${OUT:+$OUT/gpu_check.json}
 out=${out:-outputs/gpu_check.json}
 root=data
+cifar=""
 dry=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) dry=1 ;;
     --out) out=${2:?--out needs a file}; shift ;;
     --root) root=${2:?--root needs a folder}; shift ;;
-    -h|--help) sed -n '2,16p' "$0" | cut -c3-; exit 0 ;;
-    *) echo "error: unknown option $1 (options: --dry-run, --out FILE, --root DIR)" >&2; exit 2 ;;
+    --cifar-root) cifar=${2:?--cifar-root needs a folder}; shift ;;
+    -h|--help) sed -n '2,19p' "$0" | cut -c3-; exit 0 ;;
+    *) echo "error: unknown option $1 (options: --dry-run, --out FILE, --root DIR, --cifar-root DIR)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -54,11 +59,11 @@ grep -q '"cuda": true' "$logs/env.json" || skip="no CUDA"
 [ "$dry" = 1 ] && skip=${skip:-dry run}
 
 step() {  # step NAME LIMIT_S COMMAND...: run it (or record why not) and append one row to steps.tsv
-  local name=$1 limit=$2
+  local name=$1 limit=$2 why=${skip:-$skip_step}
   shift 2
   echo "[$name] at most ${limit} s: $*"
-  if [ -n "$skip" ]; then
-    printf '%s\tskipped\t\t\t\t%s\t%s\n' "$name" "$skip" "$*" >> "$steps"
+  if [ -n "$why" ]; then
+    printf '%s\tskipped\t\t\t\t%s\t%s\n' "$name" "$why" "$*" >> "$steps"
     return
   fi
   local t0 rc status=passed
@@ -77,6 +82,13 @@ step time_to_accuracy 80 "$PY" -m benchmarks.time_to_accuracy --device cuda --qu
   --learners supervised bp_ce --set data.download=false
 step train 60 "$PY" train.py trainer=gpu logger=none "data.root=$root" data.download=false data.n_train=4000 \
   data.n_test=1000 trainer.max_epochs=1 "hydra.run.dir=$logs/train_run"
+skip_step=""
+if [ -z "$cifar" ]; then skip_step="no --cifar-root"
+elif [ ! -d "$cifar/cifar-10-batches-py" ]; then skip_step="no $cifar/cifar-10-batches-py"; fi
+step conv_cifar10 240 "$PY" train.py trainer=gpu logger=none depth=conv_cifar data=cifar10 "data.root=${cifar:-data}" \
+  data.download=false data.n_train=6000 data.val_size=1000 data.n_test=1000 trainer.max_epochs=1 \
+  "hydra.run.dir=$logs/conv_cifar10_run"
+skip_step=""
 
 "$PY" - "$out" "$logs" "$dry" "$root" "$start" <<'EOF'
 import json, sys, time
@@ -100,8 +112,8 @@ def figures(name: str) -> dict:
         suite = suite if suite.tag == "testsuite" else suite[0]
         counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
         return {**counts, "passed": counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]}
-    if name == "train":
-        metrics = logs / "train_run" / "metrics.json"
+    if name in ("train", "conv_cifar10"):
+        metrics = logs / f"{name}_run" / "metrics.json"
         return {"metrics": json.loads(metrics.read_text())} if metrics.exists() else {}
     return {"result": last_json(logs / f"{name}.log")}
 

@@ -1,0 +1,76 @@
+"""A plain training loop over ``System.train_batch`` for probing conv (or dense) nets on MNIST, no harness.
+
+Trains ``--batches`` batches of 128 from the first 15,000 training digits (seeded order) with the
+default bounded model and ``learner=supervised``'s MNIST budget (rate 1.5e-3, hidden layers x2, 20
+shared free + 40 clamped steps, cosine schedule over the run), and every ``--every`` batches prints
+the accuracy on 512 held-out training digits (15,000-15,511), the mean |dz|, the fake-target rate
+and the kernels' norms. ``--model`` / ``--learner`` take JSON overrides; ``--hidden`` the layers.
+docs/FINDINGS.md section 37 was measured with it, e.g.
+
+    python scripts/probe_conv.py --root ../shared/data --model '{"pairs": "own"}' --learner '{"feedback_alpha": 0}'
+    python scripts/probe_conv.py --root ../shared/data --hidden '[512]'          # the dense default
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from astdp.factory import build_system
+
+CONV_MNIST = '[{"channels": 16, "kernel": 5, "pool": 2}, {"channels": 32, "kernel": 5, "pool": 2}]'
+MODEL = dict(activation="hardsigmoid", eps=[0.5, 0.5], beta=[0.4, 0.5], beta_input=[1.0, 1.0], beta_output=[0.0, 1.0],
+             bounds=[0.0, 1.0], input_clamp="exact", fake_target=dict(k=50.0, t_c=0.25, m=0.95), engine="auto",
+             pairs="tied")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", default="../shared/data", help="folder holding MNIST/raw")
+    p.add_argument("--hidden", default=CONV_MNIST, help="JSON list of hidden layers (default: depth=conv_mnist's)")
+    p.add_argument("--model", default="{}", help="JSON overrides of the model (default: bounded, tied pairs)")
+    p.add_argument("--learner", default="{}", help="JSON overrides of learner=supervised")
+    p.add_argument("--batches", type=int, default=50)
+    p.add_argument("--every", type=int, default=10)
+    p.add_argument("--kernel-scale", type=float, default=1.0, help="multiplies the kernels' initial draw")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    raw = Path(a.root) / "MNIST" / "raw"
+    images = np.frombuffer((raw / "train-images-idx3-ubyte").read_bytes(), np.uint8, offset=16).reshape(-1, 784)
+    labels = np.frombuffer((raw / "train-labels-idx1-ubyte").read_bytes(), np.uint8, offset=8)
+    x = torch.tensor(images[:15512], dtype=torch.float32) / 255
+    y = torch.tensor(labels[:15512].astype(np.int64))
+    xv, yv = x[15000:], y[15000:]
+    model = dict(MODEL)
+    for key, value in json.loads(a.model).items():
+        model[key] = {**model.get(key, {}), **value} if isinstance(value, dict) else value
+    learner = dict(name="supervised", alpha=1.5e-3, hidden_alpha=2.0, steps=60, free_steps=20, shared_free=True,
+                   schedule="cosine", total_batches=a.batches, test_steps=160, **json.loads(a.learner))
+    depth = dict(hidden=json.loads(a.hidden), lateral=False, input_shape=[1, 28, 28])
+    system = build_system(model, learner, depth, 784, 10, 128, seed=a.seed)
+    for k in system.net.kernels:
+        k.mul_(a.kernel_scale)
+    order = torch.randperm(15000, generator=torch.Generator().manual_seed(a.seed))
+    t0, curve = time.time(), []
+    for b in range(a.batches):
+        system.relaxer.plast.batch = b  # the schedule's clock
+        start = (b * 128) % (15000 - 128)
+        stats = system.train_batch(x[order[start : start + 128]], y[order[start : start + 128]])
+        if (b + 1) % a.every == 0 or b == a.batches - 1:
+            acc = float(torch.cat([system.predict(xv[i : i + 128]) for i in range(0, 512, 128)]).eq(yv).float().mean())
+            curve.append(round(acc, 4))
+            norms = [round(float(k.norm()), 2) for k in system.net.kernels]
+            print(f"batch {b + 1}: acc {acc:.3f}  |dz| {float(stats.dz_abs):.2e}  fake {float(stats.fake_rate):.3f}  "
+                  f"kernel norms {norms}  {time.time() - t0:.0f} s", flush=True)
+    print(json.dumps({"hidden": depth["hidden"], "model": json.loads(a.model), "learner": json.loads(a.learner),
+                      "kernel_scale": a.kernel_scale, "seed": a.seed, "curve": curve}))
+
+
+if __name__ == "__main__":
+    main()
