@@ -122,10 +122,13 @@ class BpNet:
     def __init__(self, cfg, n_batches: int, device: str = "cpu") -> None:
         from astdp.baselines import bp
 
+        from omegaconf import OmegaConf
+
         torch.manual_seed(int(cfg.seed))
-        sizes = [int(cfg.data.n_inputs), *[int(h) for h in cfg.depth.hidden], int(cfg.data.n_outputs)]
+        depth = OmegaConf.to_container(cfg.depth, resolve=True)
         self.kind, self.bp = str(cfg.learner.name), bp
-        self.model = bp.MLP(sizes, str(cfg.learner.activation)).to(device)
+        self.model = bp.build(depth, int(cfg.data.n_inputs), int(cfg.data.n_outputs),  # an MLP, or a ConvNet
+                              str(cfg.learner.activation)).to(device)
         self.opt = bp.make_optimizer(str(cfg.learner.optimizer), self.model.parameters(), float(cfg.learner.lr))
 
     def train_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:

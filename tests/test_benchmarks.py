@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from benchmarks import time_to_accuracy as tta
 from tests.conftest import ROOT
@@ -74,3 +75,31 @@ def test_precision_speedup_is_reported_for_every_net():
     assert set(speedup) == set(summary["nets"]) and summary["precision"] == "bf16-mixed"
     if summary["cpu_bf16"]["bf16_flags"]:
         assert min(v for name, v in speedup.items() if name != "784-512-10") >= 1.4, speedup
+
+
+def test_relax_counts_the_conv_nets_products():
+    """benchmarks.relax --nets conv_mnist: the conv blocks' products of one step join the matmul side (the
+    block from the clamped inputs with its update alone), and they run."""
+    from benchmarks.relax import Bench
+
+    bench = Bench("conv_mnist", "cpu", None)
+    convs = bench.sys.topology.convs
+    assert len(bench.conv_fwd) == 2 * (len(convs) - 1) and len(bench.conv_upd) == len(convs)
+    dense = sum(2 * 128 * bench.sys.topology.sizes[b.post] * (b.hi - b.lo) for b in bench.sys.topology.blocks
+                if b.post != bench.sys.topology.input_layer)
+    macs = [c.positions * c.spec.channels * c.in_shape[0] * c.spec.kernel ** 2 for c in convs]
+    assert bench.flops_upd == dense + 2 * 128 * macs[0] + 2 * 2 * 128 * macs[1]
+    t_fwd, t_upd = bench.matmul_steps(1)
+    assert t_fwd > 0 and t_upd > 0
+
+
+def test_time_to_accuracy_races_backprop_on_a_conv_depth(tmp_path):
+    """``--set depth=conv_mnist``: the backprop side is the same conv net run feedforward, not an MLP."""
+    from astdp.baselines.bp import ConvNet
+
+    cfg = tta.compose("bp_ce", str(tmp_path), ["depth=conv_mnist", "data.download=false"])
+    net = tta.BpNet(cfg, n_batches=1)
+    assert isinstance(net.model, ConvNet)
+    x, y = torch.rand(8, 784), torch.randint(0, 10, (8,))
+    net.train_batch(x, y)
+    assert net.predict(x).shape == (8,)
