@@ -101,7 +101,8 @@ def _assert_same_run(a, b, trainer_a, trainer_b) -> None:
     assert a.system.net.frozen == b.system.net.frozen
 
 
-@pytest.mark.parametrize("learner", sorted(LEARNERS))
+@pytest.mark.parametrize("learner", [  # the two slowest under -m slow: the same resume path as the others
+    pytest.param(n, marks=pytest.mark.slow) if n in ("self_supervised", "unsupervised") else n for n in sorted(LEARNERS)])
 def test_resume_is_bit_for_bit_at_an_epoch_boundary_and_inside_an_epoch(compose_cfg, tmp_path, learner):
     extra = [f"learner={learner}", *LEARNERS[learner]]
     small = [a for a in SMALL if not (learner == "unsupervised" and a.startswith("learner.free_steps"))]

@@ -4,6 +4,7 @@ global_step == training batches, resume continues the persistent states, multiru
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -30,7 +31,7 @@ def read_metrics(run: Path) -> dict:
     return json.loads((run / "metrics.json").read_text())
 
 
-def test_toy_train_then_evaluate_with_wandb_offline(run_script, tmp_path):
+def test_toy_train_then_evaluate_with_wandb_offline(run_script, tmp_path, capsys):
     proc = run_script("train.py", *TOY, "logger=wandb", quiet=False)
     noise = [ln for ln in (proc.stdout + proc.stderr).splitlines() if any(w in ln for w in ("Tip:", "anonymous", "FLOPs"))]
     assert not noise, noise  # no third-party tips or deprecation notes, no FLOPs column in the model summary
@@ -42,9 +43,15 @@ def test_toy_train_then_evaluate_with_wandb_offline(run_script, tmp_path):
     assert list((run / "wandb").glob("offline-run-*")), "W&B offline run folder missing"
     ckpt = run / "checkpoints" / "last.ckpt"
     assert ckpt.exists() and (run / ".hydra" / "config.yaml").exists()
-    sym = run_script("scripts/diagnose_checkpoint.py", "--symmetry", str(ckpt)).stdout
+    spec = importlib.util.spec_from_file_location("diagnose_checkpoint", ROOT / "scripts" / "diagnose_checkpoint.py")
+    diagnose = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diagnose)  # in this process: the script's own imports are paid once
+    capsys.readouterr()
+    diagnose.main(["--symmetry", str(ckpt)])
+    sym = capsys.readouterr().out
     assert " pairs 0_1 " in sym and " 1_1 " in sym and " 1_2 " in sym
-    blocks = run_script("scripts/diagnose_checkpoint.py", "--blocks", str(ckpt)).stdout.splitlines()
+    diagnose.main(["--blocks", str(ckpt)])
+    blocks = capsys.readouterr().out.splitlines()
     assert sum("training states, layer" in ln for ln in blocks) == 3 * 2  # 3 layers x 2 networks
     assert len(blocks[-1].split(":")[1].split()) == 8  # one fraction per output unit
 

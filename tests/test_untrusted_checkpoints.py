@@ -80,6 +80,7 @@ def _convert_main():
     return module.main
 
 
+@pytest.mark.slow  # a one-off conversion of files from before weights_only; the refusals stay in the default run
 def test_a_trusted_old_checkpoint_converts_once_and_then_loads(compose_cfg, run_script, tmp_path, capsys):
     """An old-style file (config as a DictConfig) is refused, then converted with --trust and accepted."""
     from astdp.lit.build import build_datamodule, build_module, build_trainer

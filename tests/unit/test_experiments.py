@@ -118,6 +118,7 @@ def test_order_sequence_walks_the_cycle():
     assert seq[0, 1] == 1
 
 
+@pytest.mark.slow  # a learning check; the runner's smoke test stays in the default run
 def test_order_task_learns_on_a_tiny_budget():
     net = {**ORDER_NET, "learner": {**ORDER_NET["learner"], "alpha": 3e-3}}
     out = order.run(**net, train_orders=("81",), train_cycles=10, test_steps=(160,), test_cycles=1, plot=False)
