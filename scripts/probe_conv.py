@@ -5,6 +5,10 @@ default bounded model and ``learner=supervised``'s MNIST budget (rate 1.5e-3, hi
 shared free + 40 clamped steps, cosine schedule over the run), and every ``--every`` batches prints
 the accuracy on 512 held-out training digits (15,000-15,511), the mean |dz|, the fake-target rate
 and the kernels' norms. ``--model`` / ``--learner`` take JSON overrides; ``--hidden`` the layers.
+Two settings the configs do not offer are tried here by replacing an engine method for the run:
+``--equal-fake-first`` nudges the first hidden layer's fake targets equally in both networks (the
+mean of ``model.beta``; the eager engine only, ``--model '{"engine": "eager"}'``), and ``--kernel-rate
+sqrt`` divides a kernel's rate by the square root of its positions instead of their number.
 docs/FINDINGS.md section 37 was measured with it, e.g.
 
     python scripts/probe_conv.py --root ../shared/data --model '{"pairs": "own"}' --learner '{"feedback_alpha": 0}'
@@ -29,6 +33,28 @@ MODEL = dict(activation="hardsigmoid", eps=[0.5, 0.5], beta=[0.4, 0.5], beta_inp
              pairs="tied")
 
 
+def patch(equal_fake_first: bool, kernel_rate: str) -> None:
+    """The two settings above, for this process only."""
+    import math
+
+    from astdp.core import blocks, engine
+
+    if kernel_rate == "sqrt":
+        blocks.Conv2dPool.positions = property(lambda conv: math.sqrt(conv.conv_shape[1] * conv.conv_shape[2]))
+    if not equal_fake_first:
+        return
+
+    def fake_beta(relaxer, ws):  # (2, 1, N_hidden): per hidden neuron, the first hidden layer's pair made equal
+        if getattr(ws, "probe_fake_beta", None) is None:
+            t, pair = relaxer.net.topology, relaxer.fake.beta or relaxer.dyn.beta
+            beta = torch.tensor(pair, dtype=ws.dz.dtype).view(2, 1, 1).repeat(1, 1, t.hidden_slice.stop - t.hidden_slice.start)
+            beta[:, :, : t.sizes[1]] = sum(pair) / 2
+            ws.probe_fake_beta = beta
+        return ws.probe_fake_beta
+
+    engine.Relaxer._fake_beta = fake_beta
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", default="../shared/data", help="folder holding MNIST/raw")
@@ -39,7 +65,10 @@ def main() -> None:
     p.add_argument("--every", type=int, default=10)
     p.add_argument("--kernel-scale", type=float, default=1.0, help="multiplies the kernels' initial draw")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--equal-fake-first", action="store_true", help="first hidden layer's fake targets nudged equally")
+    p.add_argument("--kernel-rate", choices=("mean", "sqrt"), default="mean")
     a = p.parse_args()
+    patch(a.equal_fake_first, a.kernel_rate)
     torch.set_num_threads(1)
     raw = Path(a.root) / "MNIST" / "raw"
     images = np.frombuffer((raw / "train-images-idx3-ubyte").read_bytes(), np.uint8, offset=16).reshape(-1, 784)
@@ -69,7 +98,8 @@ def main() -> None:
             print(f"batch {b + 1}: acc {acc:.3f}  |dz| {float(stats.dz_abs):.2e}  fake {float(stats.fake_rate):.3f}  "
                   f"kernel norms {norms}  {time.time() - t0:.0f} s", flush=True)
     print(json.dumps({"hidden": depth["hidden"], "model": json.loads(a.model), "learner": json.loads(a.learner),
-                      "kernel_scale": a.kernel_scale, "seed": a.seed, "curve": curve}))
+                      "kernel_scale": a.kernel_scale, "equal_fake_first": a.equal_fake_first,
+                      "kernel_rate": a.kernel_rate, "seed": a.seed, "curve": curve}))
 
 
 if __name__ == "__main__":
