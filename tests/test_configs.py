@@ -233,3 +233,12 @@ def test_one_channel_learners_refuse_colour_images_in_one_line(compose_cfg, lear
                                           "has 3 channels"):
         validate(OmegaConf.to_container(cfg, resolve=True))
     validate(OmegaConf.to_container(compose_cfg([f"learner={learner}", "data=fashion_mnist"]), resolve=True))
+
+
+def test_a_depth_sets_its_own_default_feedback_rate(compose_cfg):
+    """``depth.feedback_alpha`` (conv_mnist: 0) is learner=supervised's default; an override still wins,
+    other depths keep 1, and learners without the key are untouched."""
+    assert compose_cfg(["depth=conv_mnist"]).learner.feedback_alpha == 0.0
+    assert compose_cfg(["depth=conv_mnist", "learner.feedback_alpha=0.5"]).learner.feedback_alpha == 0.5
+    assert compose_cfg(["depth=h512x2"]).learner.feedback_alpha == 1.0
+    assert "feedback_alpha" not in compose_cfg(["depth=conv_mnist", "learner=ep"]).learner
