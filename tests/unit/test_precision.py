@@ -130,3 +130,16 @@ def test_a_parameter_moved_or_converted_gets_a_new_copy():
     cast.copy(p)
     p.data = torch.rand(3, 2)
     assert torch.equal(cast.copy(p), p.bfloat16())
+
+
+def test_a_conv_net_tests_at_bf16_under_inference_mode():
+    """Lightning tests under ``torch.inference_mode``: the conv patches made there have no version
+    counter, and are cast anyway; the outputs agree with fp32 inference."""
+    a, b = _system("eager", None, fake=False, depth=CONV), _system("eager", "bf16-mixed", fake=False, depth=CONV)
+    x = torch.rand(BATCH, 36, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    with torch.inference_mode():
+        out_a, _ = a.infer(x, steps=20)
+        out_b, _ = b.infer(x, steps=20)
+        out_b2, _ = b.infer(x, steps=20)  # again, from the first call's copies
+    torch.testing.assert_close(out_a, out_b, rtol=0, atol=0.02)
+    torch.testing.assert_close(out_b, out_b2, rtol=0, atol=0.02)

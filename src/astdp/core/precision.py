@@ -57,9 +57,10 @@ class Products:
     def refresh(self, t: torch.Tensor) -> None:
         """One cast of ``t`` into its copy, if ``t`` changed in place since the last one."""
         entry = self._copies[id(t)]
-        if entry[2] != t._version:
+        version = None if t.is_inference() else t._version  # made under inference_mode: no counter, so always cast
+        if version is None or entry[2] != version:
             entry[1].copy_(t)
-            entry[2] = t._version
+            entry[2] = version
 
     def buffer(self, key: tuple, shape, device: torch.device) -> torch.Tensor:
         """A low-precision buffer of ``shape``, the same one for the same ``key`` and shape."""
