@@ -143,3 +143,16 @@ def test_a_conv_net_tests_at_bf16_under_inference_mode():
         out_b2, _ = b.infer(x, steps=20)  # again, from the first call's copies
     torch.testing.assert_close(out_a, out_b, rtol=0, atol=0.02)
     torch.testing.assert_close(out_b, out_b2, rtol=0, atol=0.02)
+
+
+def test_the_copy_of_a_phase_constant_is_freed_with_it():
+    """A tensor constant over one phase (a Gram matrix, conv patches) keeps its copy only while it lives."""
+    import gc
+
+    cast, w = Products(), torch.nn.Parameter(torch.rand(3, 3))
+    cast.copy(w)
+    for _ in range(5):
+        cast.copy(torch.rand(100, 25))  # a new phase's constant; the last one is freed by the next
+        gc.collect()
+    cast.copy(torch.rand(100, 25))
+    assert len(cast._copies) == 2  # the weight's and the live constant's: nothing of the freed ones

@@ -12,12 +12,15 @@ import functools
 import torch
 
 from astdp.core import plasticity
+from astdp.core.precision import Products
 from astdp.core.workspace import Workspace
 
 
 class ClampedDeferral:
     """The clamped-input deferral of :class:`astdp.core.engine.Relaxer` (uses its ``net``, ``plast``,
-    ``reduce_hook`` and ``defer_clamped``)."""
+    ``reduce_hook``, ``defer_clamped`` and ``cast``)."""
+
+    cast: Products | None = None  # the Relaxer's low-precision products (set_precision); None: fp32
 
     def _defer_begin(self, ws: Workspace, alpha: float, scales) -> None:
         """Blocks from exactly clamped inputs: their drive computed once per phase, their updates summed.
@@ -68,7 +71,7 @@ class ClampedDeferral:
         once) and ``dz_post`` cast, and is added to the fp32 drive; ``D`` sums the fp32 ``dz``."""
         ops = []
         post_signal = ws.signals()[0]
-        cast = getattr(self, "cast", None)
+        cast = self.cast
         for k, post, _, gram, acc, rate in ws.deferred:
             dz = post_signal[:, post]  # (B or world x B, n_post)
             ops.append(functools.partial(acc.add_, dz, alpha=rate))

@@ -25,6 +25,7 @@ only, mixing dtypes with the in-place ones.
 from __future__ import annotations
 
 import functools
+import weakref
 
 import torch
 
@@ -38,18 +39,19 @@ class Products:
 
     def __init__(self, dtype: torch.dtype = torch.bfloat16) -> None:
         self.dtype = dtype
-        self._copies: dict[int, list] = {}  # id(source) -> [source, copy, source version at the cast, where it lies]
+        self._copies: dict[int, list] = {}  # id(source) -> [weak ref to source, copy, source version at the cast, where it lies]
         self._buffers: dict[tuple, torch.Tensor] = {}
 
     def copy(self, t: torch.Tensor) -> torch.Tensor:
         """The persistent low-precision copy of ``t`` (a weight, a Gram matrix), up to date now.
-        :meth:`refresh` brings it up to date again after ``t`` changes in place."""
+        :meth:`refresh` brings it up to date again after ``t`` changes in place. A copy lives as long
+        as its source: the constants of past phases are freed with them."""
         entry = self._copies.get(id(t))
         # a new tensor, or a parameter whose data was replaced (a module moved by .to()): a new copy
-        if entry is None or entry[0] is not t or entry[3] != (t.data_ptr(), t.device, t.shape):
-            if len(self._copies) > 64:  # per-phase constants of past phases
-                self._copies = {k: e for k, e in self._copies.items() if isinstance(e[0], torch.nn.Parameter)}
-            entry = [t, torch.empty(t.shape, dtype=self.dtype, device=t.device), -1, (t.data_ptr(), t.device, t.shape)]
+        if entry is None or entry[0]() is not t or entry[3] != (t.data_ptr(), t.device, t.shape):
+            self._copies = {k: e for k, e in self._copies.items() if e[0]() is not None}
+            entry = [weakref.ref(t), torch.empty(t.shape, dtype=self.dtype, device=t.device), -1,
+                     (t.data_ptr(), t.device, t.shape)]
             self._copies[id(t)] = entry
         self.refresh(t)
         return entry[1]
