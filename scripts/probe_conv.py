@@ -20,11 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
-import numpy as np
 import torch
 
+from astdp.data.mnist import load_mnist
 from astdp.factory import build_system
 
 CONV_MNIST = '[{"channels": 16, "kernel": 5, "pool": 2}, {"channels": 32, "kernel": 5, "pool": 2}]'
@@ -70,11 +69,7 @@ def main() -> None:
     a = p.parse_args()
     patch(a.equal_fake_first, a.kernel_rate)
     torch.set_num_threads(1)
-    raw = Path(a.root) / "MNIST" / "raw"
-    images = np.frombuffer((raw / "train-images-idx3-ubyte").read_bytes(), np.uint8, offset=16).reshape(-1, 784)
-    labels = np.frombuffer((raw / "train-labels-idx1-ubyte").read_bytes(), np.uint8, offset=8)
-    x = torch.tensor(images[:15512], dtype=torch.float32) / 255
-    y = torch.tensor(labels[:15512].astype(np.int64))
+    x, y = (t[:15512] for t in load_mnist(a.root, allow_fallback=False, download=False)[0]["train"])
     xv, yv = x[15000:], y[15000:]
     model = dict(MODEL)
     for key, value in json.loads(a.model).items():

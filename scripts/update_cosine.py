@@ -16,23 +16,16 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 
+from astdp.data.mnist import load_mnist
 from astdp.factory import build_system
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 MODEL = dict(activation="hardsigmoid", eps=[0.5, 0.5], beta=[0.4, 0.5], beta_input=[1.0, 1.0], beta_output=[0.0, 1.0],
              bounds=[0.0, 1.0], input_clamp="exact", fake_target=dict(k=50.0, t_c=0.25, m=0.95), engine="eager",
              pairs="tied")
-
-
-def digits(root: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    raw = Path(root) / "MNIST" / "raw"
-    images = np.frombuffer((raw / "train-images-idx3-ubyte").read_bytes(), np.uint8, offset=16)
-    labels = np.frombuffer((raw / "train-labels-idx1-ubyte").read_bytes(), np.uint8, offset=8)
-    return torch.tensor(images[: n * 784].reshape(n, 784), dtype=torch.float32) / 255, torch.tensor(labels[:n].astype(np.int64))
 
 
 def main() -> None:
@@ -61,7 +54,7 @@ def main() -> None:
     for k in astdp.net.kernels:
         k.mul_(args.kernel_scale)
     ep.net.load_state_dict(astdp.net.state_dict())
-    x, y = digits(args.root, 128)
+    x, y = (t[:128] for t in load_mnist(args.root, allow_fallback=False, download=False)[0]["train"])
     before = [t.clone() for t in astdp.net.parameters()]
     astdp.train_batch(x, y)
     state = ep.train_state.slots(128)
