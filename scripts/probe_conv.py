@@ -63,6 +63,7 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=50)
     p.add_argument("--every", type=int, default=10)
     p.add_argument("--kernel-scale", type=float, default=1.0, help="multiplies the kernels' initial draw")
+    p.add_argument("--conv-bias", type=float, default=None, help="the conv layers' biases start at this value")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--equal-fake-first", action="store_true", help="first hidden layer's fake targets nudged equally")
     p.add_argument("--kernel-rate", choices=("mean", "sqrt"), default="mean")
@@ -80,6 +81,9 @@ def main() -> None:
     system = build_system(model, learner, depth, 784, 10, 128, seed=a.seed)
     for k in system.net.kernels:
         k.mul_(a.kernel_scale)
+    if a.conv_bias is not None:
+        for conv in system.topology.convs:
+            system.net.biases[conv.post].fill_(a.conv_bias)
     order = torch.randperm(15000, generator=torch.Generator().manual_seed(a.seed))
     t0, curve = time.time(), []
     for b in range(a.batches):
@@ -90,11 +94,13 @@ def main() -> None:
             acc = float(torch.cat([system.predict(xv[i : i + 128]) for i in range(0, 512, 128)]).eq(yv).float().mean())
             curve.append(round(acc, 4))
             norms = [round(float(k.norm()), 2) for k in system.net.kernels]
+            t = system.topology
+            act = [round(float(system.train_s[0][:, t.slice(l)].mean()), 3) for l in range(1, t.n_layers)]
             print(f"batch {b + 1}: acc {acc:.3f}  |dz| {float(stats.dz_abs):.2e}  fake {float(stats.fake_rate):.3f}  "
-                  f"kernel norms {norms}  {time.time() - t0:.0f} s", flush=True)
+                  f"kernel norms {norms}  activity {act}  {time.time() - t0:.0f} s", flush=True)
     print(json.dumps({"hidden": depth["hidden"], "model": json.loads(a.model), "learner": json.loads(a.learner),
                       "kernel_scale": a.kernel_scale, "equal_fake_first": a.equal_fake_first,
-                      "kernel_rate": a.kernel_rate, "seed": a.seed, "curve": curve}))
+                      "kernel_rate": a.kernel_rate, "conv_bias": a.conv_bias, "seed": a.seed, "curve": curve}))
 
 
 if __name__ == "__main__":

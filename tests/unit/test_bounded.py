@@ -85,7 +85,9 @@ def test_sigmoid4_box_is_the_sigmoid_centred_in_the_box():
 @pytest.mark.parametrize("kw, msg", [({"bounds": (1.0, 0.0)}, "model.bounds"), ({"input_clamp": "set"}, "model.input_clamp"),
                                      ({"beta_output": (-1.0, 1.0)}, "model.beta_output"),
                                      ({"beta_output": (0.5, 0.2)}, "model.beta_output"),
-                                     ({"beta_input": (-0.5, 0.5)}, "model.beta_input")])
+                                     ({"beta_input": (-0.5, 0.5)}, "model.beta_input"),
+                                     ({"output_clamp": "set"}, "model.output_clamp"),
+                                     ({"output_clamp": "exact", "beta_output": (0.4, 0.5)}, "model.output_clamp")])
 def test_bad_bounds_and_clamping_are_refused(kw, msg):
     with pytest.raises(ValueError, match=msg):
         Dynamics(**kw)
@@ -105,6 +107,26 @@ def test_centred_nudging_pushes_net_s_away_from_the_labels():
         assert torch.all((dzs[beta_out] * (out.value - s_l) >= -1e-12))
     one, centred = dzs[(0.0, 0.5)].abs().sum(), dzs[(-0.5, 0.5)].abs().sum()
     assert 1.5 * one < centred < 2.5 * one
+
+
+def test_exact_outputs_are_set_in_net_l_only_and_keep_their_error():
+    """``output_clamp=exact``: net_l's outputs equal the labels at every step, net_s's relax freely,
+    and ``dz`` on the outputs is ``t - rho(s_s)`` in full, even where a nudge of net_l could not lift
+    an output whose drive lies far below 0."""
+    for exact in (False, True):
+        topo, net, _, relax, state, _, phases = _net(alpha=0.0, seed=2)
+        out = topo.slice(topo.output_layer)
+        net.biases[topo.output_layer].fill_(-5.0)  # every output's drive far below what beta_l = 0.5 can lift
+        if not exact:
+            nudged = relax.run(state, phases, record=True).trace[-1]
+            assert torch.count_nonzero(nudged["dz"][:, out]) == 0  # dead: 0 in both networks
+    label = phases[1].targets[1]
+    phases[1].targets[1] = Target(label.layer, label.value, label.beta, exact=True)
+    stats = relax.run(state, phases, record=True)
+    for rec in stats.trace[3:]:  # the clamped phase
+        assert torch.equal(rec["s"][1][:, out], label.value)
+        assert torch.allclose(rec["dz"][:, out], label.value - rec["s"][0][:, out].clamp(0, 1))
+    assert torch.all(stats.trace[-1]["dz"][:, out].sum(1) == 1.0)  # the label's output: 1 - 0
 
 
 # -- rate schedules -------------------------------------------------------------------------------

@@ -11,6 +11,11 @@ Bounded reading (optional, ``bounds = [lo, hi]``): after every step both network
 clipped, ``s <- clip(s, lo, hi)``, as in the CHNN of Equilibrium Propagation (Scellier & Bengio
 2017). Input clamping ``exact`` sets the input neurons to their targets (``s_i = t_i`` in both
 networks, no relaxation, so ``dz_i = 0`` there) instead of nudging them with ``beta_input``.
+Output clamping ``exact`` sets the output neurons to the labels in the network whose ``beta_output``
+is above 0 (net_l) and leaves them free in the other, so ``dz = t - rho(s_s)`` on the outputs (the
+clamped phase of contrastive Hebbian learning) instead of the nudged fraction of it. With bounded
+states, an output whose drive has fallen far below 0 can no longer be lifted by a nudge (``dz = 0``
+in both networks); set, it keeps its error.
 
 ``beta_i`` is zero for neurons without a target. ``eps`` and ``beta`` differ between the networks
 (eps_s, eps_l; beta_s < beta_l). With ``m_v = 1`` momentum is exactly eq (1).
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
     from astdp.core.precision import Products
 
 INPUT_CLAMPS = ("nudge", "exact")
+OUTPUT_CLAMPS = ("nudge", "exact")
 
 
 def _pair(x, name: str) -> tuple[float, float]:
@@ -55,6 +61,7 @@ class Dynamics:
     init_scale: float = 0.1  # initial states ~ U(-init_scale, init_scale)
     bounds: tuple[float, float] | None = None  # states clipped to [lo, hi] after every step (None: free)
     input_clamp: str = "nudge"  # "nudge": inputs pulled with beta_input; "exact": inputs set to the pixels
+    output_clamp: str = "nudge"  # "nudge": outputs pulled with beta_output; "exact": set to the labels where beta_output > 0
 
     def __post_init__(self) -> None:
         self.eps = _pair(self.eps, "model.eps")
@@ -81,6 +88,11 @@ class Dynamics:
                 raise ValueError(f"model.bounds must be null or [lo, hi] with lo < hi, got {list(self.bounds)}")
         if self.input_clamp not in INPUT_CLAMPS:
             raise ValueError(f"model.input_clamp must be one of {INPUT_CLAMPS}, got {self.input_clamp!r}")
+        if self.output_clamp not in OUTPUT_CLAMPS:
+            raise ValueError(f"model.output_clamp must be one of {OUTPUT_CLAMPS}, got {self.output_clamp!r}")
+        if self.output_clamp == "exact" and not self.output_beta[0] <= 0 < self.output_beta[1]:
+            raise ValueError("model.output_clamp=exact sets the outputs where beta_output > 0, so it needs them free in "
+                             f"net_s and set in net_l: beta_output [0, 1], got {list(self.output_beta)}")
         if self.init_scale < 0:
             raise ValueError(f"model.init_scale must be >= 0, got {self.init_scale}")
 

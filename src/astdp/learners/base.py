@@ -53,7 +53,8 @@ class Learner:
         else:
             onehot = y.to(like.dtype)
         value = onehot * (hi - lo) + lo
-        return Target(self.topology.output_layer, value, beta_tensor(self.dynamics.output_beta, value))
+        return Target(self.topology.output_layer, value, beta_tensor(self.dynamics.output_beta, value),
+                      exact=self.dynamics.output_clamp == "exact")
 
     def prepare(self, net) -> None:
         """Freeze or reset parts of ``net`` before training (a learner with stages overrides it)."""
