@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,12 @@ TOY = ["data=toy_order", "depth=toy16", "data.repeats=2", "trainer.max_epochs=1"
 FALLBACK_DATA = ["data=mnist", "data.download=false", "data.n_train=240", "data.val_size=40", "data.n_test=100",
                  "data.batch_size=50", "trainer.max_epochs=1", "threads=1"]
 FALLBACK_MNIST = [*FALLBACK_DATA, *TINY]
+
+
+def pinned(experiment: str, group: str) -> str | None:
+    """The option an experiment file pins for a config group (``override /data: cifar10``), or None."""
+    found = re.search(rf"override /{group}: (\w+)", (CONF / "experiment" / f"{experiment}.yaml").read_text())
+    return found.group(1) if found else None
 
 
 @pytest.fixture

@@ -135,12 +135,17 @@ def test_eval_config_composes(compose_cfg):
 
 @pytest.mark.parametrize("name", GROUPS["experiment"])
 def test_experiment_files_compose_and_instantiate(compose_cfg, name):
+    """A training experiment passes the run's checks as pinned (a conv depth's input shape against the data
+    set's images, ...) and builds; built with 2 state slots, as the net's layers do not depend on them and
+    128 slots of a large conv net cost seconds."""
     cfg = compose_cfg([f"experiment={name}"])
     if cfg.get("experiment_fn"):
         from astdp.experiments.runner import resolve
 
         assert callable(resolve(cfg.experiment_fn))
     else:
+        validate(OmegaConf.to_container(cfg, resolve=True))
+        cfg.data.batch_size = 2
         build_module(cfg)
         build_datamodule(cfg)
 

@@ -16,7 +16,7 @@ from astdp.data.errors import DataError
 from astdp.lit import images
 from astdp.lit.build import build_datamodule, build_module, build_trainer
 from tests import tiny_datasets as tiny
-from tests.conftest import ROOT, TINY, last_line
+from tests.conftest import ROOT, TINY, last_line, pinned
 
 NAMES = list(vision.SETS)
 SMALL = ["data.batch_size=10", "data.val_size=10", "trainer.max_epochs=1", "logger=none", *TINY]
@@ -115,12 +115,13 @@ def test_a_dense_net_trains_a_few_batches_on_each(compose_cfg, tmp_path, accept,
     assert 0.0 <= float(trainer.callback_metrics["test/acc"]) <= 1.0
 
 
-def _train(run_script, tmp_path: Path, name: str, *args: str, check: bool = True):
+def _train(run_script, tmp_path: Path, name: str, *args: str, check: bool = True,
+           small: tuple[str, ...] = tuple(SMALL)):
     """train.py on tiny files, in a subprocess whose torchvision takes them without their md5 sums."""
     tiny.write(name, tmp_path / "data", 40, 10)
     (tmp_path / "tiny_train.py").write_text(
         tiny.ACCEPT + f"sys.argv = ['train.py', *sys.argv[1:]]; runpy.run_path({str(ROOT / 'train.py')!r}, run_name='__main__')\n")
-    return run_script("-m", "tiny_train", f"data={name}", f"data.root={tmp_path / 'data'}", *SMALL, *args, check=check)
+    return run_script("-m", "tiny_train", f"data={name}", f"data.root={tmp_path / 'data'}", *small, *args, check=check)
 
 
 def _metrics(tmp_path: Path) -> dict:
@@ -137,6 +138,27 @@ def test_train_py_on_a_data_set(run_script, tmp_path, name):
     assert f"data/source={name}" in last_line(proc.stdout)
     m = _metrics(tmp_path)
     assert m["data/source"] == name and m["train/samples_seen"] == 30 and m["trainer/global_step"] == 3
+
+
+EXPERIMENTS = {p.stem: pinned(p.stem, "data") for p in sorted((ROOT / "conf" / "experiment").glob("*.yaml"))
+               if pinned(p.stem, "data") in NAMES}  # experiment -> its data set, MNIST's aside (tests/test_train.py)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
+def test_each_experiment_on_another_data_set_runs_a_tiny_version(run_script, tmp_path, experiment):
+    """Each experiment file pinned to one of these sets, its learner and budget as pinned, on tiny files with a
+    handful of relaxation steps (the backprop baselines: their own). The GPU net conv_cifar (over 4 minutes
+    and 12 GB for these three batches on one thread) becomes conv_cifar_small, as its files say for a CPU;
+    its shapes are checked in tests/test_configs.py."""
+    bp = pinned(experiment, "learner").startswith("bp_")
+    small = [a for a in SMALL if not (bp and a.startswith("learner."))]
+    if pinned(experiment, "depth") == "conv_cifar":
+        small.append("depth=conv_cifar_small")
+    proc = _train(run_script, tmp_path, EXPERIMENTS[experiment], f"experiment={experiment}", small=tuple(small))
+    m = _metrics(tmp_path)
+    assert f"data/source={EXPERIMENTS[experiment]}" in last_line(proc.stdout)
+    assert m["train/samples_seen"] == 30 and m["trainer/global_step"] == 3 and 0.0 <= m["test/acc"] <= 1.0
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from astdp import report, tracking
 from tests.conftest import FALLBACK_MNIST, run_entry
@@ -21,12 +21,27 @@ def _config(overrides):
         return OmegaConf.to_yaml(compose("train", overrides=list(overrides)))
 
 
-def _run(folder, experiment, metrics, extra=(), config=None):
+def _config_and_choices(overrides):
+    """The config a run saves and the config group options it chose (``.hydra/hydra.yaml``), from one compose."""
+    with initialize_config_dir(config_dir=str(report.CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+    choices = {"hydra": {"runtime": {"choices": OmegaConf.to_container(cfg.hydra.runtime.choices)}}}
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return OmegaConf.to_yaml(cfg), choices
+
+
+def _run(folder, experiment, metrics, extra=(), config=None, choices=False):
+    """A run folder as train.py leaves it (``experiment=None``: no experiment chosen); ``choices``: with
+    ``.hydra/hydra.yaml``, as every real run has."""
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps(metrics))
     (folder / ".hydra").mkdir()
-    overrides = [f"experiment={experiment}", *extra]
+    overrides = [*([f"experiment={experiment}"] if experiment else []), *extra]
     (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if choices:
+        config, chosen = _config_and_choices(overrides)
+        (folder / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(chosen))
     (folder / ".hydra" / "config.yaml").write_text(config or _config(overrides))
 
 
@@ -175,7 +190,7 @@ def test_the_sweep_table_has_one_row_per_depth_over_its_seeds(user_sweep):
     for r in rows:  # inference steps: the seeds' mean (empty where no test sample converged)
         steps = _mean(metrics[r["group"]], "infer/steps")
         assert (r["infer/steps"] == "") if steps is None else float(r["infer/steps"]) == pytest.approx(steps)
-    assert [float(r["test/acc"]) for r in rows] == sorted((float(r["test/acc"]) for r in rows), reverse=True)
+    assert [r["group"] for r in rows] == ["depth=h512", "depth=h512x2"]  # by depth (one data set)
     md = (root / "report.md").read_text()
     assert "| `depth=h512x2` | 2 | 0,1 |" in md and "inference steps" in md
     assert "Table 1" not in md and "Paper vs ours" not in md  # no experiment of the paper among these runs
@@ -252,3 +267,33 @@ def test_runs_with_other_process_counts_are_other_groups(tmp_path):
     group = {Path(r.path).name: r.group for r in runs}
     assert group["a"] == group["b"]  # seeds only
     assert len({group[k] for k in "acde"}) == 4, group
+
+
+def test_runs_on_other_data_sets_or_depths_are_groups_named_and_ordered_by_them(tmp_path):
+    """Runs of experiments on other images or nets, or of data=... depth=... overrides, are groups of their
+    own whose names give the data set and the depth; the table lists them by data set, then depth, then
+    best test accuracy (accuracies on other images are not ranked against each other)."""
+    experiments = tmp_path / "experiments"
+    sweep_job = ["+experiment@_global_=conv_mnist_ep"]  # a job of experiment=conv_mnist_all
+    for name, experiment, acc, extra in [("0", "fashion_mnist_astdp", 0.82, []), ("1", "conv_mnist_astdp", 0.85, []),
+                                         ("2", "conv_mnist_astdp", 0.87, ["seed=1"]),
+                                         ("3", "conv_mnist_all", 0.90, sweep_job), ("4", "conv_cifar10_astdp", 0.30, [])]:
+        _run(experiments / name, experiment, {"test/acc": acc}, extra, choices=True)
+    runs = report.find_runs(experiments)
+    report.name_groups(runs)
+    sweep = report.sweep_rows(runs)
+    assert [r["group"] for r in sweep] == [
+        "data=cifar10 depth=conv_cifar experiment=conv_cifar10_astdp learner=supervised",
+        "data=fashion_mnist depth=h512 experiment=fashion_mnist_astdp learner=supervised",
+        "data=mnist depth=conv_mnist experiment=conv_mnist_ep learner=ep",  # the best of its data set and depth first
+        "data=mnist depth=conv_mnist experiment=conv_mnist_astdp learner=supervised"]
+    assert sweep[-1]["runs"] == 2 and sweep[-1]["test/acc"] == pytest.approx(86.0)  # two seeds, one group
+
+    overrides = tmp_path / "overrides"  # python train.py -m data=... depth=...: no experiment
+    for name, extra, acc in [("0", ["data=mnist", "depth=h512"], 0.9), ("1", ["data=cifar10", "depth=conv_cifar"], 0.4),
+                             ("2", ["data=mnist", "depth=conv_mnist"], 0.8)]:
+        _run(overrides / name, None, {"test/acc": acc}, extra, choices=True)
+    runs = report.find_runs(overrides)
+    report.name_groups(runs)
+    assert [r["group"] for r in report.sweep_rows(runs)] == [
+        "data=cifar10 depth=conv_cifar", "data=mnist depth=conv_mnist", "data=mnist depth=h512"]

@@ -17,7 +17,7 @@ from pytorch_lightning.loggers import CSVLogger
 from astdp.lit.build import build_callbacks, build_datamodule, build_module, build_trainer
 from astdp.lit.config import ConfigError
 from astdp.lit.watch import Silence, TrainingWatch, collapse_warning
-from tests.conftest import FALLBACK_DATA, FALLBACK_MNIST, ROOT, TINY, TOY, last_line
+from tests.conftest import FALLBACK_DATA, FALLBACK_MNIST, ROOT, TINY, TOY, last_line, pinned
 
 SHARED_MNIST = ROOT.parent / "shared" / "data"
 REQUIRED = ("test/acc", "infer/steps", "infer/converged", "data/source", "train/samples_seen", "time/wall_s")
@@ -294,16 +294,19 @@ def test_full_mnist_smoke(run_script, tmp_path):
 
 
 MNIST_EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")
-                           if "experiment_fn" not in p.read_text() and "MULTIRUN" not in p.read_text())
+                           if "experiment_fn" not in p.read_text() and "MULTIRUN" not in p.read_text()
+                           and pinned(p.stem, "data") in (None, "mnist"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MNIST_EXPERIMENTS)
 def test_each_mnist_experiment_runs_a_tiny_version(run_script, name):
     """Every table row on a few hundred fallback digits with a handful of steps (the toy
-    experiments, which are functions, run on tiny budgets in tests/unit/test_experiments.py)."""
+    experiments, which are functions, run on tiny budgets in tests/unit/test_experiments.py; the
+    experiments on other data sets on tiny files in tests/test_data_sets.py)."""
     extra = ["learner.pretrain_batches=1"] if name == "table1_self_supervised" else []
-    tiny = [] if name.startswith("table1_bp") else [a for a in TINY if not (name.endswith("unsupervised") and "free" in a)]
+    bp = (pinned(name, "learner") or "").startswith("bp_")
+    tiny = [] if bp else [a for a in TINY if not (name.endswith("unsupervised") and "free" in a)]
     proc = run_script("train.py", f"experiment={name}", "logger=none", *FALLBACK_DATA, *tiny, *extra,
                       "trainer.max_epochs=1", "data.max_epochs=1")
     assert "test/acc=" in last_line(proc.stdout)

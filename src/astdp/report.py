@@ -10,7 +10,8 @@ callbacks, ...), read from each run's saved config (``.hydra/config.yaml``) and 
 options it chose (``.hydra/hydra.yaml``: ``depth=h512x2``); a key whose value follows from an
 option that varies (``depth.hidden`` from ``depth``) is left out of the group's name. One row per
 group: the mean and range over its runs (seeds) of test accuracy, inference steps, converged
-fraction, best validation accuracy, samples seen and wall time, best test accuracy first.
+fraction, best validation accuracy, samples seen and wall time; ordered by data set, then depth
+(``data=...`` and ``depth=...``, which name the group where they differ), then best test accuracy first.
 
 **The paper's tables** (only those of experiments present among the runs; ``--paper``: all of
 them, empty rows included): a run's ``.hydra/overrides.yaml`` gives the command and the experiment
@@ -39,6 +40,7 @@ import functools
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -173,7 +175,8 @@ def load_run(metrics_path: Path) -> Run:
     else:  # no saved config: the overrides that change what a run computes
         values, links = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in setting if "=" in o}, frozenset()
     choices = {k: _show(v) for k, v in choices.items() if not k.startswith(SWEEP_SKIPPED_CHOICES)}
-    if named:  # the row a sweep file's job ran is its experiment
+    if named:  # the row a sweep file's job ran is its experiment (once: not also as experiment@_global_)
+        choices.pop("experiment@_global_", None)
         choices["experiment"] = named
     seed = cfg.get("seed") if cfg is not None else keys.get("seed")
     return Run(folder, str(experiment), metrics, command, setting, values, links, choices, seed)
@@ -352,9 +355,22 @@ def name_groups(runs: list[Run]) -> None:
             r.group = " ".join([f"{k}={choice(r, k)}" for k in options] + [f"{k}={value(r, k)}" for k in keys]) or ALL_RUNS
 
 
+def _option(group: list[Run], name: str) -> str:
+    """The ``data`` or ``depth`` option a group's runs chose (its config's ``<name>.name`` without a
+    saved choice); empty where they differ or none is known."""
+    chosen = {r.choices.get(name) or r.values.get(f"{name}.name") or "" for r in group}
+    return chosen.pop() if len(chosen) == 1 else ""
+
+
+def _natural(text: str) -> tuple:
+    """Sort key that puts numbers in order: toy8 before toy16, h512 before h512x2."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+
+
 def sweep_rows(runs: list[Run]) -> list[dict[str, Any]]:
     """One row per group (:func:`name_groups`): its runs, their seeds, and the mean, lowest and
-    highest value of each of SWEEP_METRICS; best test accuracy first."""
+    highest value of each of SWEEP_METRICS; ordered by data set, then depth (accuracies on different
+    images or nets side by side), then best test accuracy first."""
     groups: dict[str, list[Run]] = {}
     for r in runs:
         groups.setdefault(r.group, []).append(r)
@@ -368,8 +384,10 @@ def sweep_rows(runs: list[Run]) -> list[dict[str, Any]]:
         hidden = {r.values.get("depth.hidden") for r in group}
         row["hidden_layers"] = len(yaml.safe_load(hidden.pop())) if len(hidden) == 1 and None not in hidden else None
         row["mnist"] = all(r.values.get("data.name") == "mnist" for r in group)
+        row["data"], row["depth"] = _option(group, "data"), _option(group, "depth")
         rows.append(row)
-    return sorted(rows, key=lambda r: math.inf if r["test/acc"] is None else -r["test/acc"])
+    return sorted(rows, key=lambda r: (_natural(r["data"]), _natural(r["depth"]),
+                                       math.inf if r["test/acc"] is None else -r["test/acc"]))
 
 
 # -- the paper's tables --------------------------------------------------------------------------
@@ -431,7 +449,7 @@ def to_markdown(sweep: list[dict[str, Any]], rows: list[dict[str, Any]], runs: l
            f"{_count(len(runs), 'run')} found, in {_count(len(sweep), 'group')} by what differs between them "
            "(seed aside). Each row gives the mean over its runs, their lowest and highest value in brackets; "
            "accuracies in %, inference steps from a data change until `max|ds| < tol`.\n",
-           "\n## Sweep (best test accuracy first)\n",
+           "\n## Sweep (by data set, then depth, then best test accuracy first)\n",
            "| group | runs | seeds | " + " | ".join(title for _, title, _ in SWEEP_METRICS) + " |",
            "|---|---|---|" + "---|" * len(SWEEP_METRICS)]
     for r in sweep:
