@@ -87,7 +87,8 @@ def test_sigmoid4_box_is_the_sigmoid_centred_in_the_box():
                                      ({"beta_output": (0.5, 0.2)}, "model.beta_output"),
                                      ({"beta_input": (-0.5, 0.5)}, "model.beta_input"),
                                      ({"output_clamp": "set"}, "model.output_clamp"),
-                                     ({"output_clamp": "exact", "beta_output": (0.4, 0.5)}, "model.output_clamp")])
+                                     ({"output_clamp": "exact", "beta_output": (0.4, 0.5)}, "model.output_clamp"),
+                                     ({"output_clamp": "exact", "beta_output": (-0.5, 0.5)}, "model.output_clamp")])
 def test_bad_bounds_and_clamping_are_refused(kw, msg):
     with pytest.raises(ValueError, match=msg):
         Dynamics(**kw)

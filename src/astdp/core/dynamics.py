@@ -90,9 +90,9 @@ class Dynamics:
             raise ValueError(f"model.input_clamp must be one of {INPUT_CLAMPS}, got {self.input_clamp!r}")
         if self.output_clamp not in OUTPUT_CLAMPS:
             raise ValueError(f"model.output_clamp must be one of {OUTPUT_CLAMPS}, got {self.output_clamp!r}")
-        if self.output_clamp == "exact" and not self.output_beta[0] <= 0 < self.output_beta[1]:
+        if self.output_clamp == "exact" and not self.output_beta[0] == 0 < self.output_beta[1]:
             raise ValueError("model.output_clamp=exact sets the outputs where beta_output > 0, so it needs them free in "
-                             f"net_s and set in net_l: beta_output [0, 1], got {list(self.output_beta)}")
+                             f"net_s and set in net_l: beta_output [0, b] with b > 0, got {list(self.output_beta)}")
         if self.init_scale < 0:
             raise ValueError(f"model.init_scale must be >= 0, got {self.init_scale}")
 
