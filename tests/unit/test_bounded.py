@@ -313,3 +313,20 @@ def test_shared_phase_refuses_networks_that_step_differently():
     dyn.eps = (0.5, 0.4)
     with pytest.raises(ValueError, match="model.eps to one value"):
         relax.run(state, [Phase(free.steps, free.targets, shared=True)])
+
+
+def test_hidden_batches_anneals_the_hidden_layers_only():
+    """``hidden_batches``: the hidden layers' multipliers follow a cosine of their own to 0; inputs and
+    outputs keep theirs."""
+    deep = Topology.build(3, [4, 5], 2)
+    p = Plasticity(hidden_alpha=2.0, hidden_batches=10)
+    assert p.scales(deep)[1] == [1.0, 2.0, 2.0, 1.0]
+    p.batch = 5
+    assert p.scales(deep)[1] == pytest.approx([1.0, 1.0, 1.0, 1.0])
+    p.batch = 30
+    blocks, layers = p.scales(deep)
+    assert layers == [1.0, 0.0, 0.0, 1.0]
+    assert blocks == [layers[b.post] for b in deep.blocks]
+    assert Plasticity(hidden_batches=10).scales(deep) is not None
+    with pytest.raises(ValueError, match="hidden_batches"):
+        Plasticity(hidden_batches=0)

@@ -28,6 +28,9 @@ Rate schedule (not in the paper; the rate in use for a training batch is ``alpha
     constant: 1                      decay: alpha_decay ** epoch
     cosine:   min_factor + (1 - min_factor) (1 + cos(pi t / T)) / 2,   t = batch, T = total_batches
     warm-up (any kind): factor x min(1, (batch + 1) / warmup_batches)
+    hidden_batches = H (any kind): the hidden layers' rates also x (1 + cos(pi min(t / H, 1))) / 2,
+        so that they stop learning after H batches while the outputs' rates go on (the conv layers
+        of a long run, which drift at a rate the outputs need; docs/FINDINGS.md section 39)
 
 ``layer_alpha[l]`` scales the rate of every weight and bias *into* layer ``l`` (per-layer rates for
 deep nets); without it, ``hidden_alpha`` scales every hidden layer's (any depth); with
@@ -70,6 +73,7 @@ class Plasticity:
     warmup_batches: int = 0  # linear warm-up over this many training batches, >= 0
     total_batches: int | None = None  # "cosine": the length T in training batches (None: the harness sets it)
     min_factor: float = 0.0  # "cosine": the factor at the end, in [0, 1]
+    hidden_batches: int | None = None  # the hidden layers' rates also anneal to 0 over this many batches (None: off)
     layer_alpha: tuple[float, ...] | None = None  # per receiving layer rate multipliers (None: all 1)
     layer_alpha_pairs: bool = False  # weight blocks take layer_alpha of the upper layer they join
     hidden_alpha: float = 1.0  # with layer_alpha None: the multiplier of every hidden layer (inputs, outputs: 1)
@@ -96,6 +100,8 @@ class Plasticity:
             raise ValueError(f"learner.total_batches must be >= 1 or null, got {self.total_batches}")
         if not 0.0 <= self.min_factor <= 1.0:
             raise ValueError(f"learner.min_factor must lie in [0, 1], got {self.min_factor}")
+        if self.hidden_batches is not None and not (isinstance(self.hidden_batches, int) and self.hidden_batches >= 1):
+            raise ValueError(f"learner.hidden_batches must be an integer >= 1 or null, got {self.hidden_batches}")
         if self.layer_alpha is not None:
             self.layer_alpha = tuple(float(a) for a in self.layer_alpha)
             if min(self.layer_alpha) < 0:
@@ -129,6 +135,13 @@ class Plasticity:
         return f
 
     @property
+    def hidden_factor(self) -> float:
+        """The hidden layers' own multiplier for the current training batch (``hidden_batches``)."""
+        if self.hidden_batches is None:
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * min(self.batch / self.hidden_batches, 1.0)))
+
+    @property
     def current_alpha(self) -> float:
         return self.alpha * self.factor
 
@@ -138,13 +151,16 @@ class Plasticity:
     def scales(self, topology) -> tuple[list[float], list[float]] | None:
         """Rate multipliers (per weight block, per bias layer), or None when all are 1."""
         if (self.layer_alpha is None and self.hidden_alpha == 1.0 and not self.block_alpha
-                and self.feedback_alpha == 1.0):
+                and self.feedback_alpha == 1.0 and self.hidden_batches is None):
             return None
         n_layers = topology.n_layers
         layer = self.layer_alpha or (1.0, *(self.hidden_alpha,) * (n_layers - 2), 1.0)
         if len(layer) != n_layers:
             raise ValueError(f"learner.layer_alpha needs one multiplier per layer ({n_layers}: input, hidden..., "
                              f"output), got {len(layer)}")
+        if self.hidden_batches is not None:
+            h = self.hidden_factor
+            layer = (layer[0], *(x * h for x in layer[1:-1]), layer[-1])
         names = [topology.block_name(k) for k in range(len(topology.blocks))]
         unknown = sorted(set(self.block_alpha or {}) - set(names))
         if unknown:

@@ -214,7 +214,7 @@ def known_keys(group: str) -> frozenset[str]:
     elif group == "data":
         keys |= set(inspect.signature(AstdpDataModule.__init__).parameters) - {"self", "protocol"}
     elif group == "depth":
-        keys |= {"hidden", "lateral", "name", "input_shape", "feedback_alpha"}  # feedback_alpha: learner=supervised reads it
+        keys |= {"hidden", "lateral", "name", "input_shape", "feedback_alpha", "hidden_batches"}  # the learners read the last two
     return frozenset(keys)
 
 
