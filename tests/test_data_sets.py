@@ -148,8 +148,8 @@ EXPERIMENTS = {p.stem: pinned(p.stem, "data") for p in sorted((ROOT / "conf" / "
 @pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
 def test_each_experiment_on_another_data_set_runs_a_tiny_version(run_script, tmp_path, experiment):
     """Each experiment file pinned to one of these sets, its learner and budget as pinned, on tiny files with a
-    handful of relaxation steps (the backprop baselines: their own). The GPU net conv_cifar (over 4 minutes
-    and 12 GB for these three batches on one thread) becomes conv_cifar_small, as its files say for a CPU;
+    handful of relaxation steps (the backprop baselines: their own). The GPU net conv_cifar (minutes for these
+    three batches on one thread) becomes conv_cifar_small, as its files say for a CPU;
     its shapes are checked in tests/test_configs.py."""
     bp = pinned(experiment, "learner").startswith("bp_")
     small = [a for a in SMALL if not (bp and a.startswith("learner."))]

@@ -303,3 +303,20 @@ def test_divergence_is_detected():
     for _ in range(5):
         sysm.train_batch(x, y)
     assert "|s| reached" in (sysm.diverged() or "")
+
+
+@pytest.mark.parametrize("hidden, lateral, pairs", [((4,), True, "own"), ((4, 5), False, "own"), ((4,), None, "tied")])
+def test_symmetry_block_by_block_equals_the_dense_matrix(hidden, lateral, pairs):
+    """The symmetry indices, summed block by block, equal those of the dense (N, N) matrix."""
+    topo = Topology.build(3, list(hidden), 2, lateral)
+    net = Network.init(topo, generator=torch.Generator().manual_seed(1), pairs=pairs)
+    w, _ = net.dense()
+    mask = topo.connected_mask()
+    a, b = w[mask].double(), w.t()[mask].double()
+    assert abs(net.symmetry_index() - float(a @ b / (a.norm() * b.norm()))) < 1e-6
+    for key, value in net.pair_symmetry().items():
+        x, y = (int(v) for v in key.split("_"))
+        sx, sy = topo.slice(x), topo.slice(y)
+        both = mask[sx, sy] & mask[sy, sx].t()
+        u, v = w[sx, sy][both].double(), w[sy, sx].t()[both].double()
+        assert abs(value - float(u @ v / (u.norm() * v.norm()))) < 1e-6, key

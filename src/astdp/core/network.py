@@ -216,8 +216,9 @@ class Topology:
         return mask
 
 
-def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-12))
+def _cosine_of(dot: float, aa: float, bb: float) -> float:
+    """``a . b / (|a| |b|)`` from the dot product and the two squared norms."""
+    return dot / max((aa * bb) ** 0.5, 1e-12)
 
 
 class Network(nn.Module):
@@ -355,27 +356,52 @@ class Network(nn.Module):
             w_dense[t.slice(blk.post), blk.lo : blk.hi] = w
         return w_dense, torch.cat(list(self.biases))
 
+    def layer_weights(self) -> dict[tuple[int, int], torch.Tensor]:
+        """``{(post, pre): W[post rows, pre columns]}``: views of every dense connection between two
+        layers (conv blocks, one kernel for both directions, are not among them)."""
+        t = self.topology
+        out = {}
+        for k, (blk, w) in enumerate(zip(t.blocks, self.weights)):
+            for pre in t.block_senders(k):
+                lo = t.offsets[pre] - blk.lo
+                out[(blk.post, pre)] = w[:, lo : lo + t.sizes[pre]]
+        return out
+
+    def _pair_sums(self):
+        """Per pair of layers ``a <= b`` joined both ways: (sum W[i,j] W[j,i], sum W[i,j]^2, sum W[j,i]^2)
+        over the connected pairs of neurons (a layer's own diagonal left out); and, over every connected
+        ``[i, j]``, the same three sums with ``W[j, i] = 0`` where ``j -> i`` is not connected. Block by
+        block, without the dense (N, N) matrix, which for a conv net of CIFAR size would not fit."""
+        lw = self.layer_weights()
+        pairs, total = {}, [0.0, 0.0, 0.0]
+        for (post, pre), w in lw.items():
+            back = lw.get((pre, post))
+            w, back = w.double(), (back.double() if back is not None else None)  # sums of many small terms
+            if post == pre:
+                w = w - torch.diag_embed(torch.diagonal(w))  # a neuron's self-connection is not a pair
+            w2 = float((w * w).sum())
+            total[1] += w2
+            if back is None:
+                continue
+            back_t = back.t() if post != pre else w.t()
+            sums = (float((w * back_t).sum()), w2, float((back_t * back_t).sum()))
+            total[0] += sums[0]
+            total[2] += sums[2]
+            if post >= pre:
+                pairs[(pre, post)] = sums
+        return pairs, total
+
     def symmetry_index(self) -> float:
         """Cosine between ``W[i, j]`` and ``W[j, i]`` over connected pairs (§4.2): 1 = symmetric."""
-        w, _ = self.dense()
-        mask = self.topology.connected_mask().to(w.device)
-        return _cosine(w[mask], w.t()[mask])
+        _, (dot, aa, bb) = self._pair_sums()
+        return _cosine_of(dot, aa, bb)
 
     def pair_symmetry(self) -> dict[str, float]:
         """The symmetry index of each two connected layers ``a <= b``, keyed ``"<a>_<b>"``: the cosine
         between the weights ``a -> b`` and the transposed ``b -> a``. A loop whose index nears -1
         rotates the states instead of settling them (docs/FINDINGS.md section 17)."""
-        w, _ = self.dense()
-        t = self.topology
-        mask = t.connected_mask().to(w.device)
-        out = {}
-        for a in range(t.n_layers):
-            for b in range(a, t.n_layers):
-                sa, sb = t.slice(a), t.slice(b)
-                both = mask[sa, sb] & mask[sb, sa].t()
-                if both.any():
-                    out[f"{a}_{b}"] = _cosine(w[sa, sb][both], w[sb, sa].t()[both])
-        return out
+        pairs, _ = self._pair_sums()
+        return {f"{a}_{b}": _cosine_of(*pairs[(a, b)]) for a, b in sorted(pairs)}
 
     def clone(self) -> Network:
         net = Network(self.topology, [w.detach().clone() for w in self.weights],
