@@ -314,6 +314,9 @@ def test_symmetry_block_by_block_equals_the_dense_matrix(hidden, lateral, pairs)
     mask = topo.connected_mask()
     a, b = w[mask].double(), w.t()[mask].double()
     assert abs(net.symmetry_index() - float(a @ b / (a.norm() * b.norm()))) < 1e-6
+    joined = {f"{x}_{y}" for x in range(topo.n_layers) for y in range(x, topo.n_layers)
+              if (mask[topo.slice(x), topo.slice(y)] & mask[topo.slice(y), topo.slice(x)].t()).any()}
+    assert set(net.pair_symmetry()) == joined  # every pair of layers joined both ways, and no other
     for key, value in net.pair_symmetry().items():
         x, y = (int(v) for v in key.split("_"))
         sx, sy = topo.slice(x), topo.slice(y)

@@ -375,15 +375,17 @@ class Network(nn.Module):
         lw = self.layer_weights()
         pairs, total = {}, [0.0, 0.0, 0.0]
         for (post, pre), w in lw.items():
-            back = lw.get((pre, post))
-            w, back = w.double(), (back.double() if back is not None else None)  # sums of many small terms
-            if post == pre:
-                w = w - torch.diag_embed(torch.diagonal(w))  # a neuron's self-connection is not a pair
+            w = w.double()  # sums of many small terms
+            if post == pre:  # a lateral square: its own transpose, a neuron's self-connection not a pair
+                w = w - torch.diag_embed(torch.diagonal(w))
+                back_t = w.t()
+            else:
+                back = lw.get((pre, post))
+                back_t = back.double().t() if back is not None else None
             w2 = float((w * w).sum())
             total[1] += w2
-            if back is None:
+            if back_t is None:
                 continue
-            back_t = back.t() if post != pre else w.t()
             sums = (float((w * back_t).sum()), w2, float((back_t * back_t).sum()))
             total[0] += sums[0]
             total[2] += sums[2]
